@@ -1,0 +1,1 @@
+"""Alerting: keyword rules compiled into one multi-pattern matcher, and the alert engine."""

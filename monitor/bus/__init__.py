@@ -1,0 +1,1 @@
+"""Redis streams: key names, connection and embedded server, publishing, consumer groups, trimming."""

@@ -1,0 +1,83 @@
+"""Every Redis key, stream and group name the monitor uses, in one place.
+
+The stream and group names are a contract (DESIGN.md): users' dashboards and scripts read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Consumer groups (contract).
+GROUP_NORMALIZER = "normalizer"
+GROUP_ALERTER = "alerter"
+GROUP_ARCHIVER = "archiver"
+GROUP_NOTIFIER = "notifier"
+
+# Stream suffixes (contract): {prefix}:raw, {prefix}:items, {prefix}:alerts, {prefix}:dead.
+RAW = "raw"
+ITEMS = "items"
+ALERTS = "alerts"
+DEAD = "dead"
+
+DEFAULT_PREFIX = "warwatch"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix; tests give each test its own prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def stream(self, name: str) -> str:
+        """A stream by its short name (``raw``, ``items``, ``alerts``, ``dead``)."""
+        return f"{self.prefix}:{name}"
+
+    @property
+    def raw(self) -> str:
+        return self.stream(RAW)
+
+    @property
+    def items(self) -> str:
+        return self.stream(ITEMS)
+
+    @property
+    def alerts(self) -> str:
+        return self.stream(ALERTS)
+
+    @property
+    def dead(self) -> str:
+        return self.stream(DEAD)
+
+    def seen(self, dedup_key: str) -> str:
+        """Set once an item event (new, edit by text hash, delete) has entered the raw stream."""
+        return f"{self.prefix}:seen:{dedup_key}"
+
+    def emitted(self, stage: str, dedup_key: str) -> str:
+        """Set once a stage has written its output for one input, so a redelivery writes nothing."""
+        return f"{self.prefix}:emitted:{stage}:{dedup_key}"
+
+    def seen_alert(self, alert_id: str) -> str:
+        """Set once an alert has been written to the alerts stream."""
+        return f"{self.prefix}:seen:alert:{alert_id}"
+
+    def delivered(self, sink: str, alert_id: str) -> str:
+        """Set once an alert has been delivered to one sink."""
+        return f"{self.prefix}:delivered:{sink}:{alert_id}"
+
+    def cursor(self, source: str, channel: str) -> str:
+        """A collector's checkpoint for one channel: last message id, since_id or ETag."""
+        return f"{self.prefix}:cursor:{source}:{channel}"
+
+    @property
+    def channel_last_seen(self) -> str:
+        """Hash ``source:channel`` -> JSON of the newest item seen per channel (for ``monitor status``)."""
+        return f"{self.prefix}:channels:last"
+
+    def stream_groups(self) -> dict[str, tuple[str, ...]]:
+        """Each pipeline stream and the groups that must acknowledge its entries before trimming."""
+        return {
+            self.raw: (GROUP_NORMALIZER,),
+            self.items: (GROUP_ALERTER,),
+            self.alerts: (GROUP_NOTIFIER,),
+            self.dead: (),
+        }

@@ -1,0 +1,59 @@
+"""The idempotent publisher: an entry is added to a stream at most once per idempotency key.
+
+``SET key NX EX ttl`` and ``XADD`` run in one Lua script, so they are atomic: there is no window in
+which the key is set but the entry was never added (which would lose the item), nor one in which the
+entry is added twice (which would double it). Collectors use ``publish_raw``; stage workers queue the
+same script on their pipelines with ``queue_once``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
+
+from monitor.bus.keys import Keys
+from monitor.bus.redis import Redis
+from monitor.schema import RawItem, dedup_key, entry_fields, item_id
+
+# KEYS[1] idempotency key, KEYS[2] stream; ARGV[1] ttl seconds, then field/value pairs.
+_PUBLISH_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+end
+return false
+"""
+
+
+class Publisher:
+    """Writes entries exactly once per idempotency key, pipelined in batches."""
+
+    def __init__(self, redis: Redis, keys: Keys, dedup_ttl: float) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl = max(1, int(dedup_ttl))
+        self._script: AsyncScript = redis.register_script(_PUBLISH_ONCE)
+
+    def queue_once(self, pipe: Pipeline, once_key: str, stream: str, fields: Mapping[str, Any]) -> None:
+        """Queue an add-once of ``fields`` to ``stream`` on ``pipe``; it returns the id or None."""
+        args: list[Any] = [self.ttl]
+        for name, value in fields.items():
+            args.append(name)
+            args.append(value)
+        self._script(keys=[once_key, stream], args=args, client=pipe)
+
+    async def publish_raw(self, items: Sequence[RawItem]) -> list[str | None]:
+        """Add RawItems to the raw stream; return each entry id, or None for an item already seen.
+
+        Returns only after Redis has accepted every entry, so a collector may then move its checkpoint.
+        """
+        if not items:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for raw in items:
+            key = self.keys.seen(dedup_key(raw, item_id(raw)))
+            self.queue_once(pipe, key, self.keys.raw, entry_fields(raw))
+        results = await pipe.execute()
+        return [r.decode() if isinstance(r, bytes) else None for r in results]

@@ -1,0 +1,162 @@
+"""The ``monitor`` command line. Thin: each command parses its arguments and calls one library function.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from monitor import __version__
+from monitor.config import Settings, config_path, load_config, secret_values
+from monitor.errors import ConfigError, MonitorError
+from monitor.log import configure_logging
+from monitor.schema import encode
+
+app = typer.Typer(
+    help="warwatch: a streaming monitor for war reporting on Telegram, X, news feeds and article corpora.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="config file (default: $WARWATCH_CONFIG, else ./config.yaml)"),
+]
+
+
+def _fail(exc: MonitorError) -> typer.Exit:
+    if isinstance(exc, ConfigError):
+        err.print(f"[bold red]config error[/bold red] in {exc.source}:")
+        for path, message in exc.problems:
+            err.print(f"  [bold]{path}[/bold]: {message}", highlight=False, markup=True)
+    else:
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+    return typer.Exit(exc.exit_code)
+
+
+def _settings(config: Path | None) -> Settings:
+    """Load config and set up logging; a config error ends the command before anything starts."""
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    configure_logging(settings.log, secrets=secret_values(settings))
+    return settings
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    once: Annotated[bool, typer.Option("--once", help="ingest, drain the queues, then exit")] = False,
+) -> None:
+    """Run the daemon: embedded Redis, collectors, normalizer, alerter, notifier, metrics."""
+    from monitor.daemon import run_daemon  # noqa: PLC0415 - keeps `monitor --help` fast
+
+    settings = _settings(config)
+    try:
+        asyncio.run(run_daemon(settings, once=once))
+    except MonitorError as exc:
+        raise _fail(exc) from None
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders of .txt/.md/.html/.jsonl articles")],
+    config: ConfigOption = None,
+) -> None:
+    """Push article files into the raw stream, with a progress bar."""
+    from monitor.collectors.corpus import ingest as ingest_corpus  # noqa: PLC0415
+
+    settings = _settings(config)
+    try:
+        report = asyncio.run(ingest_corpus(settings, paths, progress=sys.stderr.isatty()))
+    except MonitorError as exc:
+        raise _fail(exc) from None
+    err.print(
+        f"{report.files} file(s): {report.published} new item(s), {report.duplicates} already seen, "
+        f"{len(report.rejected)} rejected, {len(report.truncated)} truncated"
+    )
+    for bad in report.rejected:
+        err.print(f"  [yellow]skipped[/yellow] {bad.path}: {bad.reason}", highlight=False)
+
+
+@app.command()
+def match(
+    text: Annotated[str, typer.Argument(help="the text to test, or - to read stdin")] = "-",
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list of alerts")] = False,
+) -> None:
+    """Run the normalizer and the rules on one text, offline (no Redis), and print the alerts."""
+    from monitor.alerting.offline import match_text  # noqa: PLC0415
+    from monitor.notify.console import render_line  # noqa: PLC0415
+
+    settings = _settings(config)
+    body = sys.stdin.read() if text == "-" else text
+    alerts = match_text(body, settings)
+    if as_json:
+        typer.echo("[" + ",".join(encode(a).decode() for a in alerts) + "]")
+        return
+    out = Console(highlight=False, soft_wrap=True)
+    if not alerts:
+        out.print("no rule matched")
+    for alert in alerts:
+        out.print(render_line(alert))
+
+
+@app.command("check-config")
+def check_config(config: ConfigOption = None) -> None:
+    """Validate the config; exit 0, or 2 with every error and its field path."""
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    where = config_path(config) or "(defaults)"
+    typer.echo(f"{where}: ok ({len(settings.rules)} rule(s), redis {_redis_label(settings)})")
+
+
+@app.command()
+def status(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Show stream lengths, each group's lag and pending count, dead letters and the last item per channel."""
+    from monitor.status import read_status, render_status  # noqa: PLC0415
+
+    settings = _settings(config)
+    try:
+        state = asyncio.run(read_status(settings))
+    except MonitorError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(state.to_dict(), default=str, indent=2))
+    else:
+        render_status(state, Console())
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def _redis_label(settings: Settings) -> str:
+    from monitor.bus.redis import redact_url  # noqa: PLC0415
+
+    return "embedded" if settings.redis.embedded else redact_url(settings.redis.url.get_secret_value())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

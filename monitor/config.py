@@ -1,0 +1,404 @@
+"""config.yaml as typed, validated settings.
+
+Every section has defaults, so a file holding only ``rules:`` is valid. Unknown keys are errors
+(``extra="forbid"``). Strings may reference the environment as ``${VAR}`` (an error when unset) or
+``${VAR:-default}``. Secrets are ``SecretStr`` so they never print. All problems are collected and
+raised together as one ``ConfigError`` naming each field path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from monitor.errors import ConfigError
+from monitor.schema import Severity, Source
+
+DEFAULT_CONFIG_FILE = Path("config.yaml")
+CONFIG_ENV_VAR = "WARWATCH_CONFIG"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept seconds as a number, or a string such as ``500ms``, ``90s``, ``10m``, ``7d``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 10m or 7d")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; use a number of seconds or e.g. 500ms, 30s, 10m, 7d")
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
+AutoBool = bool | Literal["auto"]
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are re-validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --- redis -----------------------------------------------------------------------------------------
+
+
+class ConsumerSettings(Section):
+    """How every consumer-group worker reads, retries and dead-letters."""
+
+    batch_size: int = Field(200, ge=1, le=10_000)
+    block_ms: int = Field(500, ge=1, le=60_000)
+    claim_idle_ms: int = Field(60_000, ge=100)
+    claim_interval: Seconds = 5.0
+    max_deliveries: int = Field(5, ge=1)
+    shutdown_grace: Seconds = 10.0
+
+
+class RetentionSettings(Section):
+    """How long stream entries are kept once every group has acknowledged them."""
+
+    max_entries: int = Field(100_000, ge=0)
+    max_age: Seconds = 7 * 86400.0
+    hard_max_entries: int = Field(2_000_000, ge=1000)
+    interval: Seconds = 30.0
+
+
+class RedisSettings(Section):
+    """Where Redis is and how the streams on it are named and kept."""
+
+    url: SecretStr = SecretStr("embedded")
+    data_dir: Path = Path("data")
+    key_prefix: str = Field("warwatch", pattern=r"^[A-Za-z0-9_.\-{}]+$")
+    dedup_ttl: Seconds = 90 * 86400.0
+    connect_timeout: Seconds = 5.0
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url != "embedded" and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be 'embedded' or a redis://, rediss:// or unix:// URL")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when the daemon runs its own redis-server."""
+        return self.url.get_secret_value() == "embedded"
+
+
+# --- metrics and log -------------------------------------------------------------------------------
+
+
+class MetricsSettings(Section):
+    """The HTTP server for /metrics, /livez and /readyz."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+    stats_interval: Seconds = 10.0
+
+
+class LogSettings(Section):
+    """Log level and rendering: console on a TTY and JSON otherwise when ``format: auto``."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+# --- collectors ------------------------------------------------------------------------------------
+
+
+class CorpusSettings(Section):
+    """Article files on disk, ingested at start-up and by ``monitor ingest``."""
+
+    enabled: bool = True
+    paths: list[Path] = Field(default_factory=list)
+    max_bytes: int = Field(5 * 1024 * 1024, ge=1)
+    max_text_chars: int = Field(200_000, ge=100)
+
+
+class TelegramSettings(Section):
+    """Live Telegram collection through Telethon (implemented in a later release)."""
+
+    enabled: AutoBool = "auto"
+    api_id: int | None = None
+    api_hash: SecretStr | None = None
+    session: Path = Path("data/telegram.session")
+    channels: list[str] = Field(default_factory=list)
+
+    @field_validator("api_id", "api_hash", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class TelegramWebSettings(Section):
+    """The credential-free t.me/s web preview (implemented in a later release)."""
+
+    enabled: AutoBool = True
+    base_url: str = "https://t.me"
+    channels: list[str] = Field(default_factory=list)
+    interval: Seconds = 120.0
+
+
+class XSettings(Section):
+    """X API v2 filtered stream or polling (implemented in a later release)."""
+
+    enabled: AutoBool = "auto"
+    bearer_token: SecretStr | None = None
+    base_url: str = "https://api.x.com"
+    mode: Literal["stream", "poll"] = "stream"
+    accounts: list[str] = Field(default_factory=list)
+    queries: list[str] = Field(default_factory=list)
+
+    @field_validator("bearer_token", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class FeedsSettings(Section):
+    """RSS/Atom feeds (implemented in a later release)."""
+
+    enabled: AutoBool = True
+    urls: list[str] = Field(default_factory=list)
+    interval: Seconds = 600.0
+    fetch_full_text: bool = False
+
+
+class CollectorsSettings(Section):
+    """One entry per source; each can be switched off."""
+
+    corpus: CorpusSettings = Field(default_factory=CorpusSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    telegram_web: TelegramWebSettings = Field(default_factory=TelegramWebSettings)
+    x: XSettings = Field(default_factory=XSettings)
+    feeds: FeedsSettings = Field(default_factory=FeedsSettings)
+
+
+# --- normalizer, rules, notify ---------------------------------------------------------------------
+
+
+class NormalizerSettings(Section):
+    """RawItem to Item: cleaning, boilerplate removal and language ID."""
+
+    strip_boilerplate: bool = True
+    lang_detect_chars: int = Field(2000, ge=50)
+    max_text_chars: int = Field(200_000, ge=100)
+
+
+_TERM_HAS_WORD = re.compile(r"\w")
+
+
+class Rule(Section):
+    """A keyword rule: ``any`` (one must match), ``all`` (each must), ``none`` (none may)."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.\-:]+$")
+    any: list[str] = Field(default_factory=list)
+    all: list[str] = Field(default_factory=list)
+    none: list[str] = Field(default_factory=list)
+    sources: list[Source] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+    severity: Severity = "medium"
+
+    @field_validator("any", "all", "none")
+    @classmethod
+    def _terms_have_words(cls, terms: list[str]) -> list[str]:
+        for term in terms:
+            if not isinstance(term, str) or not _TERM_HAS_WORD.search(term):
+                raise ValueError(f"term {term!r} has no letters or digits to match")
+        return terms
+
+    @model_validator(mode="after")
+    def _needs_positive_terms(self) -> Rule:
+        if not self.any and not self.all:
+            raise ValueError("a rule needs at least one term in 'any' or 'all'")
+        return self
+
+
+class ConsoleSinkSettings(Section):
+    """Alerts printed to stdout: a rich line on a TTY, JSON lines otherwise (``format: auto``)."""
+
+    enabled: bool = True
+    format: Literal["auto", "rich", "json"] = "auto"
+
+
+class NotifySettings(Section):
+    """Where alerts are delivered."""
+
+    console: ConsoleSinkSettings = Field(default_factory=ConsoleSinkSettings)
+
+
+class Settings(Section):
+    """The whole config.yaml."""
+
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    collectors: CollectorsSettings = Field(default_factory=CollectorsSettings)
+    normalizer: NormalizerSettings = Field(default_factory=NormalizerSettings)
+    rules: list[Rule] = Field(default_factory=list)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+
+    # Where the config came from; relative paths in it were resolved against its folder.
+    source_path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_names(cls, rules: list[Rule]) -> list[Rule]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used more than once")
+            seen.add(rule.name)
+        return rules
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """``('rules', 0, 'any')`` -> ``rules[0].any``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    return path or "(top level)"
+
+
+def _interpolate(node: Any, loc: list[Any], env: dict[str, str], problems: list[tuple[str, str]]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string, recording unset variables."""
+    if isinstance(node, dict):
+        return {key: _interpolate(value, [*loc, key], env, problems) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(value, [*loc, index], env, problems) for index, value in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append((_field_path(loc), f"environment variable {name} is not set"))
+            return ""
+
+        return _ENV_REF.sub(substitute, node)
+    return node
+
+
+def _resolve_paths(settings: Settings, base: Path) -> None:
+    """Make relative paths in the config relative to the folder the config file is in."""
+
+    def resolve(path: Path) -> Path:
+        return path if path.is_absolute() else base / path
+
+    settings.redis.data_dir = resolve(settings.redis.data_dir)
+    settings.collectors.corpus.paths = [resolve(p) for p in settings.collectors.corpus.paths]
+    settings.collectors.telegram.session = resolve(settings.collectors.telegram.session)
+
+
+def parse_config(
+    data: Any, *, source: str = "config", env: dict[str, str] | None = None, base_dir: Path | None = None
+) -> Settings:
+    """Validate an already-loaded YAML document; raise ConfigError listing every problem."""
+    problems: list[tuple[str, str]] = []
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([("(top level)", f"expected a mapping of sections, got {type(data).__name__}")], source)
+    # A section written with no value (``rules:``) means "defaults".
+    data = {key: value for key, value in data.items() if value is not None}
+    data = _interpolate(data, [], dict(os.environ) if env is None else env, problems)
+    settings: Settings | None = None
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            elif message.startswith("Value error, "):
+                message = message[len("Value error, ") :]
+            problems.append((_field_path(error["loc"]), message))
+    if problems or settings is None:
+        raise ConfigError(problems, source)
+    if base_dir is not None:
+        _resolve_paths(settings, base_dir)
+    return settings
+
+
+def config_path(path: Path | str | None) -> Path | None:
+    """The config file to use: the argument, then $WARWATCH_CONFIG, then ./config.yaml if present."""
+    if path is not None:
+        return Path(path)
+    if os.environ.get(CONFIG_ENV_VAR):
+        return Path(os.environ[CONFIG_ENV_VAR])
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None
+
+
+def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = None) -> Settings:
+    """Read and validate config.yaml (or defaults when there is none); raise ConfigError on problems."""
+    chosen = config_path(path)
+    if chosen is None:
+        settings = parse_config({}, source="(defaults)", env=env, base_dir=Path.cwd())
+        return settings
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([("(file)", f"config file {chosen} does not exist")], str(chosen)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([("(file)", f"cannot read {chosen}: {exc}")], str(chosen)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f"line {mark.line + 1}, column {mark.column + 1}: "
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([("(yaml)", f"{where}{problem}")], str(chosen)) from None
+    settings = parse_config(data, source=str(chosen), env=env, base_dir=chosen.resolve().parent)
+    settings.source_path = chosen.resolve()
+    return settings
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret string in the config, so the log redactor can scrub them from any message."""
+    values: list[str] = []
+    candidates: list[SecretStr | None] = [
+        settings.collectors.telegram.api_hash,
+        settings.collectors.x.bearer_token,
+    ]
+    url = settings.redis.url.get_secret_value()
+    if "@" in url:  # credentials inside a redis URL
+        candidates.append(settings.redis.url)
+    for secret in candidates:
+        if secret is not None and len(secret.get_secret_value()) >= 4:
+            values.append(secret.get_secret_value())
+    return values

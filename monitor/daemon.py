@@ -1,0 +1,249 @@
+"""The supervisor behind ``monitor run``.
+
+It starts the embedded Redis when configured, then runs the corpus collector, the normalizer, alerter
+and notifier workers, the trimmer, the stats exporter and the metrics server under one
+``asyncio.TaskGroup``. SIGTERM or SIGINT sets a stop event: workers stop reading, finish the batch in
+hand and return; whatever is still running after ``redis.consumer.shutdown_grace`` is cancelled. With
+``once`` the daemon stops by itself when the corpus is in and every group's lag and pending are zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from monitor.alerting.engine import AlertEngine
+from monitor.alerting.stage import AlerterStage
+from monitor.bus.consume import Stage, StreamWorker, ensure_group
+from monitor.bus.keys import Keys
+from monitor.bus.publish import Publisher
+from monitor.bus.redis import EmbeddedRedis, Redis, open_redis
+from monitor.bus.trim import run_trimmer
+from monitor.collectors.corpus import ingest_paths
+from monitor.config import Settings
+from monitor.metrics import Metrics, metrics_app
+from monitor.normalize.normalizer import Normalizer
+from monitor.normalize.stage import NormalizerStage
+from monitor.notify.console import ConsoleSink
+from monitor.notify.stage import NotifierStage, Sink
+from monitor.status import export_gauges, pipeline_status
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class Daemon:
+    """One running monitor: its settings, metrics, stop event and (once started) Redis client."""
+
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    once: bool = False
+    consumer_prefix: str = field(default_factory=socket.gethostname)
+    sinks: list[Sink] | None = None
+    redis: Redis | None = None
+    metrics_port: int | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.settings.redis.key_prefix)
+
+    def build_stages(self, redis: Redis) -> list[Stage]:
+        """The three pipeline stages, wired to this daemon's settings."""
+        sinks = self.sinks
+        if sinks is None:
+            console = self.settings.notify.console
+            sinks = [ConsoleSink(console.format)] if console.enabled else []
+        return [
+            NormalizerStage(self.keys, Normalizer(self.settings.normalizer), self.metrics),
+            AlerterStage(self.keys, AlertEngine(self.settings.rules), self.metrics),
+            NotifierStage(redis, self.keys, sinks, self.metrics, self.settings.redis.dedup_ttl),
+        ]
+
+    async def run(self) -> None:
+        """Run until stopped (or, with ``once``, until drained)."""
+        servers: list[EmbeddedRedis] = []
+        async with open_redis(self.settings.redis, embedded_server=servers) as redis:
+            self.redis = redis
+            await self._run_with(redis, servers[0] if servers else None)
+
+    async def _run_with(self, redis: Redis, server: EmbeddedRedis | None) -> None:
+        settings = self.settings
+        keys = self.keys
+        publisher = Publisher(redis, keys, settings.redis.dedup_ttl)
+        stages = self.build_stages(redis)
+        for stage in stages:
+            await ensure_group(redis, stage.stream, stage.group)
+        workers = [
+            StreamWorker(
+                redis,
+                keys,
+                stage,
+                consumer=f"{self.consumer_prefix}-{stage.name}",
+                settings=settings.redis.consumer,
+                publisher=publisher,
+                metrics=self.metrics,
+                stop=self.stop,
+            )
+            for stage in stages
+        ]
+        self._log_collectors()
+        tasks: list[asyncio.Task[None]] = []
+        async with asyncio.TaskGroup() as group:
+
+            def spawn(coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+                task = group.create_task(_named(coro), name=name)
+                tasks.append(task)
+                return task
+
+            group.create_task(self._shutdown_watchdog(tasks), name="watchdog")
+            if settings.metrics.enabled:
+                spawn(self._serve_metrics(redis), "metrics")
+            if server is not None:
+                spawn(server.supervise(self.stop), "embedded-redis")
+            for worker in workers:
+                spawn(worker.run(), f"worker-{worker.stage.name}")
+            spawn(run_trimmer(redis, keys, settings.redis.retention, self.metrics, self.stop), "trimmer")
+            spawn(self._export_stats(redis), "stats")
+            corpus = settings.collectors.corpus
+            ingest: asyncio.Task[None] | None = None
+            if corpus.enabled and corpus.paths:
+                ingest = spawn(self._ingest(publisher), "corpus")
+            if self.once:
+                spawn(self._stop_when_drained(redis, ingest), "once")
+            self.ready.set()
+            log.info("monitor running", once=self.once, rules=len(settings.rules), prefix=keys.prefix)
+        log.info("monitor stopped")
+
+    async def _ingest(self, publisher: Publisher) -> None:
+        corpus = self.settings.collectors.corpus
+        try:
+            await ingest_paths(corpus.paths, publisher, corpus, self.metrics)
+        except (RedisError, OSError) as exc:
+            log.error("corpus ingestion failed", error=str(exc))
+
+    async def _stop_when_drained(self, redis: Redis, ingest: asyncio.Task[None] | None) -> None:
+        """For ``--once``: stop after two consecutive checks find nothing left to process."""
+        if ingest is not None:
+            await asyncio.wait([ingest])
+        quiet = 0
+        while not self.stop.is_set():
+            status = await pipeline_status(redis, self.keys)
+            quiet = quiet + 1 if status.backlog == 0 else 0
+            if quiet >= 2:
+                log.info("queues drained; stopping (--once)")
+                self.stop.set()
+                return
+            await asyncio.sleep(0.1)
+
+    async def _shutdown_watchdog(self, tasks: list[asyncio.Task[None]]) -> None:
+        """After stop, give tasks ``shutdown_grace`` seconds to drain, then cancel what is left."""
+        await self.stop.wait()
+        grace = self.settings.redis.consumer.shutdown_grace
+        _, still_running = await asyncio.wait(tasks, timeout=grace) if tasks else (set(), set())
+        for task in still_running:
+            log.warning("task did not drain in time; cancelling", task=task.get_name(), grace=grace)
+            task.cancel()
+
+    async def _export_stats(self, redis: Redis) -> None:
+        interval = self.settings.metrics.stats_interval
+        while not self.stop.is_set():
+            try:
+                export_gauges(await pipeline_status(redis, self.keys), self.metrics)
+                self.metrics.redis_up.set(1)
+            except (RedisError, OSError) as exc:
+                self.metrics.redis_up.set(0)
+                log.warning("stats read failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), interval)
+
+    async def readiness(self) -> tuple[bool, str]:
+        """Ready when Redis answers and every pipeline group exists."""
+        if self.redis is None:
+            return False, "redis not connected"
+        try:
+            await self.redis.ping()
+            for stream, groups in self.keys.stream_groups().items():
+                if not groups:
+                    continue
+                existing = {_name(g) for g in await self.redis.xinfo_groups(stream)}
+                missing = set(groups) - existing
+                if missing:
+                    return False, f"group(s) {', '.join(sorted(missing))} missing on {stream}"
+        except (RedisError, OSError) as exc:
+            return False, f"redis unavailable: {exc}"
+        return True, "ready"
+
+    async def _serve_metrics(self, redis: Redis) -> None:
+        del redis  # readiness uses self.redis
+        cfg = self.settings.metrics
+        runner = web.AppRunner(metrics_app(self.metrics, self.readiness), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, cfg.host, cfg.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            log.error("metrics server could not listen", host=cfg.host, port=cfg.port, error=str(exc))
+            await runner.cleanup()
+            return
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.metrics_port = sockets[0].getsockname()[1] if sockets else cfg.port
+        log.info("metrics listening", url=f"http://{cfg.host}:{self.metrics_port}/metrics")
+        try:
+            await self.stop.wait()
+        finally:
+            await runner.cleanup()
+
+    def _log_collectors(self) -> None:
+        collectors = self.settings.collectors
+        for name in ("telegram", "telegram_web", "x", "feeds"):
+            cfg = getattr(collectors, name)
+            wanted = bool(
+                getattr(cfg, "channels", None) or getattr(cfg, "urls", None) or getattr(cfg, "accounts", None)
+            )
+            if cfg.enabled is not False and wanted:
+                log.warning("collector not available in this release; skipping", collector=name)
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT set the stop event; a second one exits at once."""
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+
+        def on_signal(signame: str) -> None:
+            if self.stop.is_set():
+                log.warning("second signal; exiting now", signal=signame)
+                if main is not None:
+                    main.cancel()
+                return
+            log.info("signal received; draining", signal=signame)
+            self.stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, on_signal, sig.name)
+
+
+def _name(info: dict[str, object]) -> str:
+    value = info["name"]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _named(coro: Awaitable[None]) -> None:
+    await coro
+
+
+async def run_daemon(settings: Settings, *, once: bool = False) -> None:
+    """Entry point for ``monitor run``."""
+    daemon = Daemon(settings, once=once)
+    daemon.install_signal_handlers()
+    await daemon.run()

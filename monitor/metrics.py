@@ -1,0 +1,131 @@
+"""Prometheus metrics, in a container built around an injected CollectorRegistry, and the HTTP app.
+
+Injecting the registry keeps tests and several monitors in one process independent. Names follow
+Prometheus conventions: prefix ``warwatch_``, base units, ``_total`` on counters, and only bounded
+label values (source, channel, rule, severity, stage, stream, group, sink, status).
+The app serves ``/metrics``, ``/livez`` (the process answers) and ``/readyz`` (Redis answers and the
+consumer groups exist).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from monitor import __version__
+
+_STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+
+
+class Metrics:
+    """Every metric the monitor exports, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.build_info = Info("warwatch_build", "Version of the running monitor.", registry=r)
+        self.build_info.info({"version": __version__})
+        self.items_in = Counter(
+            "warwatch_stage_items_in_total", "Entries a stage has read, per source.", ["stage", "source"], registry=r
+        )
+        self.items_out = Counter(
+            "warwatch_stage_items_out_total",
+            "Entries a stage has written downstream, per source.",
+            ["stage", "source"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "warwatch_duplicates_total",
+            "Entries not written again because their idempotency key was already set.",
+            ["stage"],
+            registry=r,
+        )
+        self.collected = Counter(
+            "warwatch_collector_items_total",
+            "Items a collector pushed onto the raw stream (duplicates excluded).",
+            ["source", "channel"],
+            registry=r,
+        )
+        self.collector_rejected = Counter(
+            "warwatch_collector_rejected_total",
+            "Inputs a collector could not turn into an item (bad file, bad line).",
+            ["source"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "warwatch_alerts_total", "Alerts written to the alerts stream.", ["rule", "severity"], registry=r
+        )
+        self.notifications = Counter(
+            "warwatch_notifications_total", "Alert deliveries per sink and outcome.", ["sink", "status"], registry=r
+        )
+        self.dead_letters = Counter(
+            "warwatch_dead_letters_total", "Entries moved to the dead stream.", ["stage"], registry=r
+        )
+        self.failures = Counter(
+            "warwatch_stage_failures_total",
+            "Entries whose processing raised and that will be retried.",
+            ["stage"],
+            registry=r,
+        )
+        self.reclaimed = Counter(
+            "warwatch_reclaimed_total",
+            "Pending entries taken over from an idle consumer by XAUTOCLAIM.",
+            ["stage"],
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "warwatch_stage_seconds",
+            "Processing time per item in a stage.",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.stream_length = Gauge("warwatch_stream_length", "Entries in a stream (XLEN).", ["stream"], registry=r)
+        self.stream_lag = Gauge(
+            "warwatch_stream_lag", "Entries not yet delivered to a group.", ["stream", "group"], registry=r
+        )
+        self.stream_pending = Gauge(
+            "warwatch_stream_pending", "Entries delivered to a group but not acknowledged.", ["stream", "group"],
+            registry=r,
+        )  # fmt: skip
+        self.trimmed = Counter(
+            "warwatch_stream_trimmed_total", "Acknowledged entries removed by the trimmer.", ["stream"], registry=r
+        )
+        self.trim_lost = Counter(
+            "warwatch_stream_trim_lost_total",
+            "Unacknowledged entries dropped because a stream hit its hard cap.",
+            ["stream"],
+            registry=r,
+        )
+        self.redis_up = Gauge("warwatch_redis_up", "1 when the last Redis check answered.", registry=r)
+        self.rules_loaded = Gauge("warwatch_rules_loaded", "Alert rules currently compiled.", registry=r)
+
+    def render(self) -> bytes:
+        """The exposition text for /metrics."""
+        return generate_latest(self.registry)
+
+
+ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+def metrics_app(metrics: Metrics, ready: ReadyCheck) -> web.Application:
+    """The aiohttp app for /metrics, /livez and /readyz."""
+
+    async def metrics_handler(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def livez(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok, reason = await ready()
+        return web.Response(text=f"{reason}\n", status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,1 @@
+"""Normalizer: RawItem to Item (cleaning, boilerplate removal, language, ids and hashes)."""

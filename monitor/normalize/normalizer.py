@@ -1,0 +1,84 @@
+"""RawItem -> Item: the same cleaning for every source, so corpus articles and live posts compare.
+
+Steps: NFKC and control/zero-width/bidi removal with whitespace and punctuation folding
+(``text.clean_text``), boilerplate removal (``boilerplate.strip_boilerplate``; what was removed is
+logged at debug level), truncation at ``normalizer.max_text_chars`` (logged, never silent), language
+ID, a content hash over the folded text, and the item id ``platform:channel_key:external_id``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import structlog
+
+from monitor.config import NormalizerSettings
+from monitor.normalize.boilerplate import strip_boilerplate
+from monitor.normalize.lang import detect_language
+from monitor.normalize.text import clean_text
+from monitor.schema import Item, RawItem, item_id, short_hash, utcnow
+
+log = structlog.get_logger(__name__)
+
+_NON_WORD = re.compile(r"\W+")
+
+
+def content_hash(text: str) -> str:
+    """Hash of the case-folded words only, so reformatting and punctuation don't change it."""
+    return short_hash(_NON_WORD.sub(" ", text.casefold()).strip())
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut ``text`` to at most ``limit`` characters, at a whitespace boundary when one is near."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", max(0, limit - 200), limit)
+    return text[: cut if cut > 0 else limit].rstrip()
+
+
+class Normalizer:
+    """Pure and synchronous: the stage worker and ``monitor match`` both call it."""
+
+    def __init__(self, settings: NormalizerSettings | None = None) -> None:
+        self.settings = settings or NormalizerSettings()
+
+    def normalize(self, raw: RawItem) -> Item:
+        """Build the Item for one RawItem."""
+        the_id = item_id(raw)
+        text = clean_text(raw.text)
+        if self.settings.strip_boilerplate and text:
+            result = strip_boilerplate(text)
+            if result.removed:
+                log.debug("boilerplate removed", item_id=the_id, removed=result.removed)
+            text = result.text
+        if len(text) > self.settings.max_text_chars:
+            log.warning(
+                "item text truncated",
+                item_id=the_id,
+                chars=len(text),
+                limit=self.settings.max_text_chars,
+                setting="normalizer.max_text_chars",
+            )
+            text = truncate(text, self.settings.max_text_chars)
+        title = clean_text(raw.title) if raw.title else None
+        return Item(
+            id=the_id,
+            source=raw.source,
+            channel=raw.channel,
+            external_id=raw.external_id,
+            text=text,
+            collected_at=raw.collected_at,
+            lang=detect_language(text or (title or ""), self.settings.lang_detect_chars),
+            content_hash=content_hash(text),
+            url=raw.url,
+            published_at=raw.published_at,
+            author=raw.author,
+            title=title,
+            event=raw.event,
+            forwarded_from=raw.forwarded_from,
+            reply_to=raw.reply_to,
+            media=raw.media,
+            metrics=raw.metrics,
+            channel_id=raw.channel_id,
+            normalized_at=utcnow(),
+        )

@@ -1,0 +1,64 @@
+"""The normalizer stage: raw stream -> Normalizer -> items stream, one add-once entry per event."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import msgspec
+from redis.asyncio.client import Pipeline
+
+from monitor.bus.consume import Emit, Entry, Outcome
+from monitor.bus.keys import GROUP_NORMALIZER, Keys
+from monitor.metrics import Metrics
+from monitor.normalize.normalizer import Normalizer
+from monitor.schema import Item, RawItem, decode_entry, dedup_key, entry_fields
+
+_last_seen_encoder = msgspec.json.Encoder()
+
+
+class NormalizerStage:
+    """Consumes ``raw`` in group ``normalizer``; writes Items to ``items``."""
+
+    name = "normalizer"
+    group = GROUP_NORMALIZER
+
+    def __init__(self, keys: Keys, normalizer: Normalizer, metrics: Metrics) -> None:
+        self.keys = keys
+        self.stream = keys.raw
+        self.normalizer = normalizer
+        self.metrics = metrics
+        self._seconds = metrics.stage_seconds.labels(self.name)
+
+    async def handle(self, entries: Sequence[Entry]) -> list[Outcome | BaseException]:
+        results: list[Outcome | BaseException] = []
+        for _, fields in entries:
+            started = time.perf_counter()
+            try:
+                raw = decode_entry(RawItem, fields)
+                item = self.normalizer.normalize(raw)
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded per entry, never lost
+                results.append(exc)
+                continue
+            once_key = self.keys.emitted(self.name, dedup_key(item, item.id))
+            results.append(
+                Outcome(
+                    emits=[Emit(self.keys.items, once_key, entry_fields(item))],
+                    extra=self._last_seen(item),
+                    source=item.source,
+                )
+            )
+            self._seconds.observe(time.perf_counter() - started)
+        return results
+
+    def _last_seen(self, item: Item) -> Callable[[Pipeline], None]:
+        record = _last_seen_encoder.encode(
+            {"item_id": item.id, "published_at": item.published_at, "collected_at": item.collected_at}
+        )
+        field = f"{item.source}:{item.channel}"
+        key = self.keys.channel_last_seen
+
+        def queue(pipe: Pipeline) -> None:
+            pipe.hset(key, field, record)
+
+        return queue

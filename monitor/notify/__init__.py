@@ -1,0 +1,1 @@
+"""Notification sinks fed from the alerts stream."""
