@@ -112,6 +112,7 @@ class StreamWorker:
         self.stop = stop
         self.processed = 0
         self._read_own_pending = True
+        self._group_ready = False
         self._last_claim = 0.0
 
     async def run(self) -> None:
@@ -120,7 +121,6 @@ class StreamWorker:
         bound = log.bind(stage=self.stage.name, consumer=self.consumer)
         while not self.stop.is_set():
             try:
-                await ensure_group(self.redis, self.stage.stream, self.stage.group)
                 await self.step()
                 backoff = 0.2
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -132,6 +132,7 @@ class StreamWorker:
             except RedisError as exc:
                 bound.error("redis error in worker; retrying", error=str(exc))
                 self._read_own_pending = True
+                self._group_ready = False  # e.g. NOGROUP after the stream was deleted
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -139,6 +140,9 @@ class StreamWorker:
 
     async def step(self) -> int:
         """One round: pending, claim or read; handle what came. Returns entries handled."""
+        if not self._group_ready:
+            await ensure_group(self.redis, self.stage.stream, self.stage.group)
+            self._group_ready = True
         if self._read_own_pending:
             entries = await self._read("0")
             if entries:

@@ -42,7 +42,8 @@ class Publisher:
         for name, value in fields.items():
             args.append(name)
             args.append(value)
-        self._script(keys=[once_key, stream], args=args, client=pipe)
+        pipe.scripts.add(self._script)  # the pipeline loads it (SCRIPT LOAD) before executing if needed
+        pipe.evalsha(self._script.sha, 2, once_key, stream, *args)
 
     async def publish_raw(self, items: Sequence[RawItem]) -> list[str | None]:
         """Add RawItems to the raw stream; return each entry id, or None for an item already seen.
