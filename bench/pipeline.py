@@ -1,0 +1,368 @@
+"""End-to-end pipeline benchmark on a real redis-server (the embedded launcher, AOF on).
+
+Pushes N synthetic posts (English, Ukrainian and Russian, 200-1500 characters) through the full
+Redis pipeline (raw -> normalizer -> items -> alerter -> alerts -> notifier) with 100 keyword rules,
+with each stage in its own process as in a scaled-out deployment, and prints:
+
+* throughput: N posts pre-loaded on ``raw``, time until every one is through the alerter and every
+  alert through the notifier -> end-to-end items/s;
+* latency: posts offered at a fixed rate (default 1,000/s) -> p50/p99 from the raw XADD to the alert
+  XADD (both read from the stream entry ids, which are Redis's own millisecond clock);
+* peak RSS of each worker process and of redis-server;
+* Redis's own ceiling in the same run: pipelined XADD of the same payloads from one client, and the
+  pipeline's throughput as a ratio of it.
+
+Usage: python bench/pipeline.py [--items 20000] [--rate 1000] [--seconds 10] [--normalizers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from monitor.alerting.engine import AlertEngine  # noqa: E402 - after the sys.path tweak
+from monitor.alerting.stage import AlerterStage  # noqa: E402
+from monitor.bus.consume import StreamWorker  # noqa: E402
+from monitor.bus.keys import Keys  # noqa: E402
+from monitor.bus.publish import Publisher  # noqa: E402
+from monitor.bus.redis import EmbeddedRedis  # noqa: E402
+from monitor.config import ConsumerSettings, NormalizerSettings, Rule  # noqa: E402
+from monitor.metrics import Metrics  # noqa: E402
+from monitor.normalize.normalizer import Normalizer  # noqa: E402
+from monitor.normalize.stage import NormalizerStage  # noqa: E402
+from monitor.notify.stage import NotifierStage  # noqa: E402
+from monitor.schema import Alert, RawItem, entry_fields  # noqa: E402
+
+PLACES = {
+    "en": ["Bakhmut", "Avdiivka", "Kupiansk", "Klishchiivka", "Andriivka", "Soledar", "Vuhledar", "Marinka",
+           "Robotyne", "Kreminna", "Lyman", "Siversk", "Chasiv Yar", "Toretsk", "Pokrovsk", "Kharkiv"],
+    "uk": ["Бахмут", "Авдіївка", "Куп'янськ", "Кліщіївка", "Андріївка", "Соледар", "Вугледар", "Мар'їнка",
+           "Роботине", "Кремінна", "Лиман", "Сіверськ", "Часів Яр", "Торецьк", "Покровськ", "Харків"],
+    "ru": ["Бахмут", "Авдеевка", "Купянск", "Клещеевка", "Андреевка", "Соледар", "Угледар", "Марьинка",
+           "Работино", "Кременная", "Лиман", "Северск", "Часов Яр", "Торецк", "Покровск", "Харьков"],
+}  # fmt: skip
+SENTENCES = {
+    "en": [
+        "Ukrainian forces repelled {n} Russian attacks near {p} over the past day, the General Staff said.",
+        "The {u} brigade published drone footage showing strikes on armoured vehicles outside {p}.",
+        "Heavy artillery shelling continued on the outskirts of {p}, according to local officials.",
+        "Russian troops tried to advance along the railway north of {p} but were pushed back.",
+        "Civilians were evacuated from {p} as fighting intensified in the area.",
+        "Military analysts say control of the heights around {p} gives an advantageous firing position.",
+        "The commander said his unit destroyed {n} tanks and several artillery systems near {p}.",
+    ],
+    "uk": [
+        "Сили оборони відбили {n} атак ворога поблизу {p} за минулу добу, повідомив Генштаб.",
+        "Бійці {u} бригади оприлюднили відео ударів дронами по техніці біля {p}.",
+        "Інтенсивні обстріли тривають на околицях {p}, повідомляє місцева влада.",
+        "Противник намагався просунутися вздовж залізниці на північ від {p}, але був відкинутий.",
+        "З {p} евакуювали цивільних через посилення боїв у районі.",
+        "Командир підрозділу заявив, що знищено {n} танків і кілька артилерійських систем біля {p}.",
+    ],
+    "ru": [
+        "Силы обороны отразили {n} атак противника вблизи {p} за прошедшие сутки, сообщил Генштаб.",
+        "Бойцы {u} бригады опубликовали видео ударов дронами по технике возле {p}.",
+        "Интенсивные обстрелы продолжаются на окраинах {p}, сообщают местные власти.",
+        "Противник пытался продвинуться вдоль железной дороги к северу от {p}, но был отброшен.",
+        "Из {p} эвакуировали мирных жителей из-за усиления боёв в районе.",
+        "Командир подразделения заявил, что уничтожено {n} танков и несколько артиллерийских систем у {p}.",
+    ],
+}
+UNITS = ["3rd Assault", "92nd", "93rd Kholodnyi Yar", "47th", "110th", "59th"]
+KEYWORDS = {
+    "en": ["drone", "artillery", "tanks", "evacuated", "shelling", "assault", "chemical weapons", "railway"],
+    "uk": ["дронами", "обстріли", "танків", "евакуювали", "залізниці", "атак"],
+    "ru": ["дронами", "обстрелы", "танков", "эвакуировали", "железной дороги", "атак"],
+}
+
+
+def synthetic_posts(count: int, seed: int = 7) -> list[RawItem]:
+    """Posts of 200-1500 characters, 40% English, 30% Ukrainian, 30% Russian."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    posts = []
+    for n in range(count):
+        lang = rng.choices(["en", "uk", "ru"], weights=[4, 3, 3])[0]
+        target = rng.randint(200, 1500)
+        parts: list[str] = []
+        while sum(len(p) + 1 for p in parts) < target:
+            parts.append(
+                rng.choice(SENTENCES[lang]).format(
+                    n=rng.randint(2, 40), p=rng.choice(PLACES[lang]), u=rng.choice(UNITS)
+                )
+            )
+        posts.append(
+            RawItem(
+                source="telegram_web",
+                channel=f"channel{n % 20}",
+                external_id=f"{seed}-{n}",
+                text=" ".join(parts),
+                collected_at=now,
+                published_at=now,
+                url=f"https://t.me/channel{n % 20}/{n}",
+            )
+        )
+    return posts
+
+
+def hundred_rules() -> list[Rule]:
+    """100 rules over places and keywords in three languages (about 10 terms each)."""
+    rng = random.Random(11)
+    rules = []
+    for i in range(100):
+        idx = i % 16
+        terms = [PLACES["en"][idx], PLACES["uk"][idx], PLACES["ru"][idx]]
+        for lang in ("en", "uk", "ru"):
+            terms += rng.sample(KEYWORDS[lang], 2)
+        terms.append(f"codeword{i}")
+        kwargs: dict[str, object] = {"name": f"rule{i:03d}", "severity": rng.choice(["low", "medium", "high"])}
+        if i % 4 == 0:
+            kwargs["all"] = terms[:3][:1] + [terms[3]]
+            kwargs["any"] = terms[:3]
+        else:
+            kwargs["any"] = terms
+        if i % 10 == 0:
+            kwargs["none"] = ["exercise", "навчання", "учения"]
+        rules.append(Rule.model_validate(kwargs))
+    return rules
+
+
+class NullSink:
+    """Counts alerts instead of printing them (the console would measure the terminal)."""
+
+    name = "null"
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def send(self, alert: Alert) -> None:
+        self.count += 1
+
+
+def _worker_main(url: str, prefix: str, role: str, index: int, stop_evt: mp.synchronize.Event) -> None:  # type: ignore[name-defined]
+    async def main() -> None:
+        client = aioredis.from_url(url)
+        keys = Keys(prefix)
+        metrics = Metrics()
+        stop = asyncio.Event()
+        consumer = ConsumerSettings(batch_size=200, block_ms=100, claim_idle_ms=60_000)
+        publisher = Publisher(client, keys, 3600)
+        if role == "normalizer":
+            stages = [NormalizerStage(keys, Normalizer(NormalizerSettings()), metrics)]
+        else:
+            stages = [
+                AlerterStage(keys, AlertEngine(hundred_rules()), metrics),
+                NotifierStage(client, keys, [NullSink()], metrics, 3600),
+            ]
+        workers = [
+            StreamWorker(client, keys, s, consumer=f"{role}{index}-{s.name}", settings=consumer,
+                         publisher=publisher, metrics=metrics, stop=stop)
+            for s in stages
+        ]  # fmt: skip
+
+        async def watch() -> None:
+            while not stop_evt.is_set():
+                await asyncio.sleep(0.05)
+            stop.set()
+
+        await asyncio.gather(watch(), *(w.run() for w in workers))
+        await client.aclose()
+
+    asyncio.run(main())
+
+
+def start_workers(url: str, prefix: str, normalizers: int) -> tuple[list[mp.Process], mp.synchronize.Event]:  # type: ignore[name-defined]
+    ctx = mp.get_context("spawn")
+    stop_evt = ctx.Event()
+    procs = [ctx.Process(target=_worker_main, args=(url, prefix, "normalizer", i, stop_evt)) for i in range(normalizers)]
+    procs.append(ctx.Process(target=_worker_main, args=(url, prefix, "alerter", 0, stop_evt)))
+    for p in procs:
+        p.start()
+    return procs, stop_evt
+
+
+def stop_workers(procs: Sequence[mp.Process], stop_evt: mp.synchronize.Event) -> None:  # type: ignore[name-defined]
+    stop_evt.set()
+    for p in procs:
+        p.join(15)
+
+
+async def group_done(client: aioredis.Redis, stream: str, group: str, expected_delivered: int | None = None) -> bool:
+    try:
+        groups = await client.xinfo_groups(stream)
+    except Exception:  # noqa: BLE001 - the stream may not exist yet
+        return False
+    for g in groups:
+        name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+        if name == group:
+            last = g["last-delivered-id"]
+            last = last.decode() if isinstance(last, bytes) else last
+            info = await client.xinfo_stream(stream)
+            tail = info["last-generated-id"]
+            tail = tail.decode() if isinstance(tail, bytes) else tail
+            return int(g["pending"]) == 0 and last == tail
+    return False
+
+
+async def wait_drained(client: aioredis.Redis, keys: Keys, timeout: float) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if (
+            await group_done(client, keys.raw, "normalizer")
+            and await group_done(client, keys.items, "alerter")
+            and await group_done(client, keys.alerts, "notifier")
+        ):
+            return time.perf_counter()
+        await asyncio.sleep(0.01)
+    raise TimeoutError("pipeline did not drain")
+
+
+async def preload(client: aioredis.Redis, keys: Keys, posts: list[RawItem]) -> None:
+    publisher = Publisher(client, keys, 3600)
+    for i in range(0, len(posts), 1000):
+        await publisher.publish_raw(posts[i : i + 1000])
+
+
+async def throughput_phase(url: str, items: int, normalizers: int) -> dict[str, float]:
+    client = aioredis.from_url(url)
+    keys = Keys("bench-tp")
+    posts = synthetic_posts(items, seed=1)
+    await preload(client, keys, posts)
+    procs, stop_evt = start_workers(url, keys.prefix, normalizers)
+    # Workers need a moment to import; time from the first entry they take.
+    while True:
+        groups = await client.xinfo_groups(keys.raw) if await client.exists(keys.raw) else []
+        if groups and (int(groups[0]["pending"]) > 0 or groups[0]["last-delivered-id"] not in (b"0-0", "0-0")):
+            break
+        await asyncio.sleep(0.005)
+    start = time.perf_counter()
+    end = await wait_drained(client, keys, timeout=600)
+    stop_workers(procs, stop_evt)
+    alerts = await client.xlen(keys.alerts)
+    item_count = await client.xlen(keys.items)
+    await client.aclose()
+    return {"items": item_count, "alerts": alerts, "seconds": end - start, "items_per_s": item_count / (end - start)}
+
+
+async def latency_phase(url: str, rate: int, seconds: float, normalizers: int) -> dict[str, float]:
+    client = aioredis.from_url(url)
+    keys = Keys("bench-lat")
+    procs, stop_evt = start_workers(url, keys.prefix, normalizers)
+    await asyncio.sleep(3)  # let workers import and create groups
+    posts = synthetic_posts(int(rate * seconds), seed=2)
+    publisher = Publisher(client, keys, 3600)
+    raw_ids: dict[str, int] = {}
+    tick = 0.01
+    per_tick = max(1, int(rate * tick))
+    start = time.perf_counter()
+    sent = 0
+    while sent < len(posts):
+        batch = posts[sent : sent + per_tick]
+        ids = await publisher.publish_raw(batch)
+        for post, entry_id in zip(batch, ids, strict=True):
+            if entry_id:
+                raw_ids[f"telegram:{post.channel}:{post.external_id}"] = int(entry_id.split("-")[0])
+        sent += len(batch)
+        delay = start + (sent / rate) - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    offered = sent / (time.perf_counter() - start)
+    await wait_drained(client, keys, timeout=120)
+    stop_workers(procs, stop_evt)
+    latencies: dict[str, int] = {}
+    last = "-"
+    while True:
+        chunk = await client.xrange(keys.alerts, min=last, max="+", count=5000)
+        if not chunk:
+            break
+        for entry_id, fields in chunk:
+            alert_ms = int(entry_id.decode().split("-")[0])
+            data = fields[b"data"]
+            start_i = data.index(b'"item_id":"') + 11
+            item = data[start_i : data.index(b'"', start_i)].decode()
+            if item in raw_ids and item not in latencies:
+                latencies[item] = alert_ms - raw_ids[item]
+        last = "(" + chunk[-1][0].decode()
+    await client.aclose()
+    values = sorted(latencies.values())
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return {"offered_per_s": offered, "alerted_items": len(values), "p50_ms": q[49], "p99_ms": q[98], "max_ms": values[-1]}
+
+
+async def redis_ceiling(url: str, items: int) -> float:
+    """Pipelined XADD of the same payloads from one client: what Redis alone takes."""
+    client = aioredis.from_url(url)
+    payloads = [entry_fields(p) for p in synthetic_posts(items, seed=3)]
+    start = time.perf_counter()
+    for i in range(0, len(payloads), 1000):
+        pipe = client.pipeline(transaction=False)
+        for fields in payloads[i : i + 1000]:
+            pipe.xadd("bench-ceiling:raw", fields)
+        await pipe.execute()
+    elapsed = time.perf_counter() - start
+    await client.delete("bench-ceiling:raw")
+    await client.aclose()
+    return items / elapsed
+
+
+def redis_rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=20_000, help="posts for the throughput phase")
+    parser.add_argument("--rate", type=int, default=1000, help="offered posts/s for the latency phase")
+    parser.add_argument("--seconds", type=float, default=10, help="length of the latency phase")
+    parser.add_argument("--normalizers", type=int, default=1, help="normalizer processes")
+    args = parser.parse_args()
+
+    async def run() -> None:
+        with tempfile.TemporaryDirectory(prefix="warwatch-bench-") as tmp:
+            server = EmbeddedRedis(Path(tmp))
+            url = await server.start()
+            try:
+                print(f"redis: {server.binary or 'auto'} at {url} (AOF everysec); cores: {os.cpu_count()}")
+                ceiling = await redis_ceiling(url, args.items)
+                tp = await throughput_phase(url, args.items, args.normalizers)
+                lat = await latency_phase(url, args.rate, args.seconds, args.normalizers)
+                redis_peak = redis_rss_kb(server.process.pid) if server.process else 0
+            finally:
+                await server.stop()
+        workers_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        print(f"posts: {args.items} (en/uk/ru 40/30/30, 200-1500 chars), rules: 100, "
+              f"processes: {args.normalizers} normalizer + 1 alerter/notifier")
+        print(f"throughput: {tp['items_per_s']:,.0f} items/s end to end "
+              f"({tp['items']:.0f} items, {tp['alerts']:.0f} alerts in {tp['seconds']:.2f} s)")
+        print(f"latency at {lat['offered_per_s']:,.0f} items/s offered: p50 {lat['p50_ms']:.0f} ms, "
+              f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms ({lat['alerted_items']:.0f} alerted items)")
+        print(f"peak RSS: largest worker process {workers_peak / 1024:.0f} MiB, redis-server {redis_peak / 1024:.0f} MiB")
+        print(f"redis ceiling (pipelined XADD, one client): {ceiling:,.0f} entries/s; "
+              f"pipeline/ceiling = {tp['items_per_s'] / ceiling:.2f}")  # fmt: skip
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
