@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from monitor.alerting.engine import AlertEngine
 from monitor.alerting.stage import AlerterStage
@@ -175,7 +175,10 @@ class Daemon:
             for stream, groups in self.keys.stream_groups().items():
                 if not groups:
                     continue
-                existing = {_name(g) for g in await self.redis.xinfo_groups(stream)}
+                try:
+                    existing = {_name(g) for g in await self.redis.xinfo_groups(stream)}
+                except ResponseError:  # the stream does not exist yet
+                    existing = set()
                 missing = set(groups) - existing
                 if missing:
                     return False, f"group(s) {', '.join(sorted(missing))} missing on {stream}"

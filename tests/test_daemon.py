@@ -43,8 +43,8 @@ async def test_embedded_redis_runs_with_aof_and_stops_cleanly(tmp_path: Path) ->
     url = await server.start()
     assert url.startswith("unix://") and server.unix_socket is not None
     client = aioredis.from_url(url)
-    assert (await client.config_get("appendonly"))[b"appendonly"] == b"yes"
-    assert (await client.config_get("appendfsync"))[b"appendfsync"] == b"everysec"
+    assert (await client.config_get("appendonly"))["appendonly"] == "yes"
+    assert (await client.config_get("appendfsync"))["appendfsync"] == "everysec"
     await client.xadd("s", {"k": "v"})
     await client.aclose()
     await server.stop()
