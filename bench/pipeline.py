@@ -99,11 +99,15 @@ def synthetic_posts(count: int, seed: int = 7) -> list[RawItem]:
     for n in range(count):
         lang = rng.choices(["en", "uk", "ru"], weights=[4, 3, 3])[0]
         target = rng.randint(200, 1500)
+        # A post is about one place, sometimes mentioning a second one.
+        places = [rng.choice(PLACES[lang])]
+        if rng.random() < 0.3:
+            places.append(rng.choice(PLACES[lang]))
         parts: list[str] = []
         while sum(len(p) + 1 for p in parts) < target:
             parts.append(
                 rng.choice(SENTENCES[lang]).format(
-                    n=rng.randint(2, 40), p=rng.choice(PLACES[lang]), u=rng.choice(UNITS)
+                    n=rng.randint(2, 40), p=rng.choice(places), u=rng.choice(UNITS)
                 )
             )
         posts.append(
@@ -121,21 +125,25 @@ def synthetic_posts(count: int, seed: int = 7) -> list[RawItem]:
 
 
 def hundred_rules() -> list[Rule]:
-    """100 rules over places and keywords in three languages (about 10 terms each)."""
+    """100 rules: a place (its en/uk/ru names plus case forms) alone, or with a keyword, or a codeword set.
+
+    16 rules watch a place, 48 a place together with a topic keyword (``all``), and 36 watch lists of
+    code words that rarely occur, so a post raises a handful of alerts, not dozens.
+    """
     rng = random.Random(11)
-    rules = []
+    rules: list[Rule] = []
     for i in range(100):
         idx = i % 16
-        terms = [PLACES["en"][idx], PLACES["uk"][idx], PLACES["ru"][idx]]
-        for lang in ("en", "uk", "ru"):
-            terms += rng.sample(KEYWORDS[lang], 2)
-        terms.append(f"codeword{i}")
+        names = [PLACES["en"][idx], PLACES["uk"][idx], PLACES["ru"][idx]]
         kwargs: dict[str, object] = {"name": f"rule{i:03d}", "severity": rng.choice(["low", "medium", "high"])}
-        if i % 4 == 0:
-            kwargs["all"] = terms[:3][:1] + [terms[3]]
-            kwargs["any"] = terms[:3]
+        if i < 16:
+            kwargs["any"] = names
+        elif i < 64:
+            lang = ("en", "uk", "ru")[i % 3]
+            kwargs["any"] = names
+            kwargs["all"] = [rng.choice(KEYWORDS[lang])]
         else:
-            kwargs["any"] = terms
+            kwargs["any"] = [f"codeword{i}x{k}" for k in range(10)]
         if i % 10 == 0:
             kwargs["none"] = ["exercise", "навчання", "учения"]
         rules.append(Rule.model_validate(kwargs))
@@ -163,7 +171,7 @@ def _worker_main(url: str, prefix: str, role: str, index: int, stop_evt: mp.sync
         consumer = ConsumerSettings(batch_size=200, block_ms=100, claim_idle_ms=60_000)
         publisher = Publisher(client, keys, 3600)
         if role == "normalizer":
-            stages = [NormalizerStage(keys, Normalizer(NormalizerSettings()), metrics)]
+            stages = [NormalizerStage(keys, Normalizer(NormalizerSettings(), warm=True), metrics)]
         else:
             stages = [
                 AlerterStage(keys, AlertEngine(hundred_rules()), metrics),
@@ -181,6 +189,9 @@ def _worker_main(url: str, prefix: str, role: str, index: int, stop_evt: mp.sync
             stop.set()
 
         await asyncio.gather(watch(), *(w.run() for w in workers))
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        await client.hset(f"{prefix}:bench:rss", f"{role}{index}", usage.ru_maxrss)
+        await client.hset(f"{prefix}:bench:cpu", f"{role}{index}", usage.ru_utime + usage.ru_stime)
         await client.aclose()
 
     asyncio.run(main())
@@ -238,7 +249,7 @@ async def preload(client: aioredis.Redis, keys: Keys, posts: list[RawItem]) -> N
         await publisher.publish_raw(posts[i : i + 1000])
 
 
-async def throughput_phase(url: str, items: int, normalizers: int) -> dict[str, float]:
+async def throughput_phase(url: str, items: int, normalizers: int) -> dict[str, object]:
     client = aioredis.from_url(url)
     keys = Keys("bench-tp")
     posts = synthetic_posts(items, seed=1)
@@ -251,12 +262,29 @@ async def throughput_phase(url: str, items: int, normalizers: int) -> dict[str, 
             break
         await asyncio.sleep(0.005)
     start = time.perf_counter()
+    redis_cpu_start = await redis_cpu(client)
     end = await wait_drained(client, keys, timeout=600)
+    redis_cpu_used = await redis_cpu(client) - redis_cpu_start
     stop_workers(procs, stop_evt)
+    cpu = {k.decode(): float(v) for k, v in (await client.hgetall(f"{keys.prefix}:bench:cpu")).items()}
+    cpu["redis-server"] = redis_cpu_used
     alerts = await client.xlen(keys.alerts)
     item_count = await client.xlen(keys.items)
+    rss = {k.decode(): int(v) for k, v in (await client.hgetall(f"{keys.prefix}:bench:rss")).items()}
     await client.aclose()
-    return {"items": item_count, "alerts": alerts, "seconds": end - start, "items_per_s": item_count / (end - start)}
+    return {
+        "items": item_count,
+        "alerts": alerts,
+        "seconds": end - start,
+        "items_per_s": item_count / (end - start),
+        "rss_kib": rss,
+        "cpu_s": cpu,
+    }
+
+
+async def redis_cpu(client: aioredis.Redis) -> float:
+    info = await client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def latency_phase(url: str, rate: int, seconds: float, normalizers: int) -> dict[str, float]:
@@ -350,14 +378,16 @@ def main() -> None:
                 redis_peak = redis_rss_kb(server.process.pid) if server.process else 0
             finally:
                 await server.stop()
-        workers_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        cpu = ", ".join(f"{name} {sec:.1f} s" for name, sec in sorted(tp["cpu_s"].items()))  # type: ignore[attr-defined]
+        worker_rss = ", ".join(f"{name} {kib / 1024:.0f} MiB" for name, kib in sorted(tp["rss_kib"].items()))  # type: ignore[attr-defined]
         print(f"posts: {args.items} (en/uk/ru 40/30/30, 200-1500 chars), rules: 100, "
               f"processes: {args.normalizers} normalizer + 1 alerter/notifier")
         print(f"throughput: {tp['items_per_s']:,.0f} items/s end to end "
               f"({tp['items']:.0f} items, {tp['alerts']:.0f} alerts in {tp['seconds']:.2f} s)")
+        print(f"cpu during the throughput phase: {cpu} (worker figures include start-up)")
         print(f"latency at {lat['offered_per_s']:,.0f} items/s offered: p50 {lat['p50_ms']:.0f} ms, "
               f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms ({lat['alerted_items']:.0f} alerted items)")
-        print(f"peak RSS: largest worker process {workers_peak / 1024:.0f} MiB, redis-server {redis_peak / 1024:.0f} MiB")
+        print(f"peak RSS: {worker_rss}, redis-server {redis_peak / 1024:.0f} MiB")
         print(f"redis ceiling (pipelined XADD, one client): {ceiling:,.0f} entries/s; "
               f"pipeline/ceiling = {tp['items_per_s'] / ceiling:.2f}")  # fmt: skip
 

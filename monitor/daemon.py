@@ -64,7 +64,7 @@ class Daemon:
             console = self.settings.notify.console
             sinks = [ConsoleSink(console.format)] if console.enabled else []
         return [
-            NormalizerStage(self.keys, Normalizer(self.settings.normalizer), self.metrics),
+            NormalizerStage(self.keys, Normalizer(self.settings.normalizer, warm=True), self.metrics),
             AlerterStage(self.keys, AlertEngine(self.settings.rules), self.metrics),
             NotifierStage(redis, self.keys, sinks, self.metrics, self.settings.redis.dedup_ttl),
         ]

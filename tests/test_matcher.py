@@ -135,3 +135,17 @@ def test_snippet_is_one_line_and_bounded() -> None:
     assert "\n" not in cut and "TARGET" in cut
     assert len(cut) <= 6 + 2 * 50 + 4
     assert re.fullmatch(r"…[ab ]+TARGET[cd ]+…", cut)
+
+
+def test_spans_survive_case_folding_that_changes_length() -> None:
+    """Where folding changes a word's length (ß -> ss), spans still point at the right words."""
+    text = "Die Straße nach Bachmut. STRASSE gesperrt, Straße offen."
+    [match] = CompiledRules([rule("s", any=["strasse"])]).match(text)
+    assert [text[h.start : h.end] for h in match.hits] == ["Straße", "STRASSE", "Straße"]
+
+
+def test_left_word_boundary_in_span_search() -> None:
+    """A term inside a longer word earlier in the text does not shift or add spans."""
+    text = "Antibakhmut forces; later Bakhmut itself."
+    [match] = CompiledRules([rule("b", any=["Bakhmut"])]).match(text)
+    assert [(text[h.start : h.end], h.start) for h in match.hits] == [("Bakhmut", text.rindex("Bakhmut"))]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
+from prometheus_client import Counter
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
@@ -114,6 +115,7 @@ class StreamWorker:
         self._read_own_pending = True
         self._group_ready = False
         self._last_claim = 0.0
+        self._children: dict[tuple[int, str], Any] = {}
 
     async def run(self) -> None:
         """The loop: own pending first, periodic XAUTOCLAIM, then new entries, until stopped."""
@@ -197,14 +199,12 @@ class StreamWorker:
         pipe = self.redis.pipeline(transaction=False)
         acks: list[bytes] = list(gone)
         retry: list[tuple[Entry, BaseException]] = []
-        written: list[tuple[int, Emit, str]] = []  # pipeline position of each emit
+        emits: list[tuple[Emit, str]] = []
         stage = self.stage.name
         for (entry_id, fields), result in zip(live, results, strict=True):
             if isinstance(result, Outcome):
-                self.metrics.items_in.labels(stage, result.source).inc()
-                for emit in result.emits:
-                    written.append((len(pipe), emit, result.source))
-                    self.publisher.queue_once(pipe, emit.once_key, emit.stream, emit.fields)
+                self._count(self.metrics.items_in, result.source)
+                emits.extend((emit, result.source) for emit in result.emits)
                 if result.extra is not None:
                     result.extra(pipe)
                 acks.append(entry_id)
@@ -213,17 +213,21 @@ class StreamWorker:
                 acks.append(entry_id)
             else:
                 retry.append(((entry_id, fields), result))
+        position = len(pipe)
+        if emits:  # every output of the batch in one add-once script call, queued before the acks
+            self.publisher.queue_many(pipe, [(e.once_key, e.stream, e.fields) for e, _ in emits])
         if acks:
             pipe.xack(self.stage.stream, self.stage.group, *acks)
         replies = await pipe.execute()
         self.processed += len(acks)
-        for position, emit, source in written:
-            if replies[position] is None:
-                self.metrics.duplicates.labels(stage).inc()
-                continue
-            self.metrics.items_out.labels(stage, source).inc()
-            if emit.on_written is not None:
-                emit.on_written()
+        if emits:
+            for (emit, source), reply in zip(emits, replies[position], strict=True):
+                if reply is None:
+                    self.metrics.duplicates.labels(stage).inc()
+                    continue
+                self._count(self.metrics.items_out, source)
+                if emit.on_written is not None:
+                    emit.on_written()
         if retry:
             await self._handle_failures(retry)
         return len(entries)
@@ -254,6 +258,14 @@ class StreamWorker:
         if acks:
             pipe.xack(self.stage.stream, self.stage.group, *acks)
             await pipe.execute()
+
+    def _count(self, counter: Counter, source: str) -> None:
+        """Increment a per-(stage, source) counter, caching the labelled child."""
+        key = (id(counter), source)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(self.stage.name, source)
+        child.inc()
 
     def _queue_dead(
         self, pipe: Pipeline, entry_id: bytes, fields: Fields, error: BaseException, deliveries: int | None

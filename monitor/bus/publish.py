@@ -26,6 +26,32 @@ end
 return false
 """
 
+# The same for many entries in one call (one round trip and one script run for a whole batch).
+# KEYS: once key and stream per entry; ARGV[1] ttl, then per entry: field count n, then n name/value pairs.
+_PUBLISH_MANY = """
+local ttl = ARGV[1]
+local out = {}
+local a = 2
+for i = 1, #KEYS, 2 do
+  local n = tonumber(ARGV[a])
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ttl) then
+    out[#out + 1] = redis.call('XADD', KEYS[i + 1], '*', unpack(ARGV, a + 1, a + 2 * n))
+  else
+    out[#out + 1] = false
+  end
+  a = a + 1 + 2 * n
+end
+return out
+"""
+
+# SET key 1 EX ttl for every key (delivery records), in one call.
+_MARK_MANY = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], '1', 'EX', ARGV[1])
+end
+return #KEYS
+"""
+
 
 class Publisher:
     """Writes entries exactly once per idempotency key, pipelined in batches."""
@@ -35,6 +61,8 @@ class Publisher:
         self.keys = keys
         self.ttl = max(1, int(dedup_ttl))
         self._script: AsyncScript = redis.register_script(_PUBLISH_ONCE)
+        self._many: AsyncScript = redis.register_script(_PUBLISH_MANY)
+        self._mark: AsyncScript = redis.register_script(_MARK_MANY)
 
     def queue_once(self, pipe: Pipeline, once_key: str, stream: str, fields: Mapping[str, Any]) -> None:
         """Queue an add-once of ``fields`` to ``stream`` on ``pipe``; it returns the id or None."""
@@ -45,6 +73,28 @@ class Publisher:
         pipe.scripts.add(self._script)  # the pipeline loads it (SCRIPT LOAD) before executing if needed
         pipe.evalsha(self._script.sha, 2, once_key, stream, *args)
 
+    def queue_many(self, pipe: Pipeline, entries: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
+        """Queue add-once writes of ``(once_key, stream, fields)`` as one script call on ``pipe``.
+
+        Its reply is a list with the new entry id, or None for a key already set, per entry.
+        """
+        keys: list[str] = []
+        args: list[Any] = [self.ttl]
+        for once_key, stream, fields in entries:
+            keys.append(once_key)
+            keys.append(stream)
+            args.append(len(fields))
+            for name, value in fields.items():
+                args.append(name)
+                args.append(value)
+        pipe.scripts.add(self._many)
+        pipe.evalsha(self._many.sha, len(keys), *keys, *args)
+
+    def queue_marks(self, pipe: Pipeline, keys: Sequence[str]) -> None:
+        """Queue ``SET key 1 EX ttl`` for every key as one script call on ``pipe``."""
+        pipe.scripts.add(self._mark)
+        pipe.evalsha(self._mark.sha, len(keys), *keys, self.ttl)
+
     async def publish_raw(self, items: Sequence[RawItem]) -> list[str | None]:
         """Add RawItems to the raw stream; return each entry id, or None for an item already seen.
 
@@ -53,8 +103,8 @@ class Publisher:
         if not items:
             return []
         pipe = self.redis.pipeline(transaction=False)
-        for raw in items:
-            key = self.keys.seen(dedup_key(raw, item_id(raw)))
-            self.queue_once(pipe, key, self.keys.raw, entry_fields(raw))
-        results = await pipe.execute()
+        self.queue_many(
+            pipe, [(self.keys.seen(dedup_key(raw, item_id(raw))), self.keys.raw, entry_fields(raw)) for raw in items]
+        )
+        [results] = await pipe.execute()
         return [r.decode() if isinstance(r, bytes) else None for r in results]

@@ -8,8 +8,6 @@ ID, a content hash over the folded text, and the item id ``platform:channel_key:
 
 from __future__ import annotations
 
-import re
-
 import structlog
 
 from monitor.config import NormalizerSettings
@@ -20,12 +18,9 @@ from monitor.schema import Item, RawItem, item_id, short_hash, utcnow
 
 log = structlog.get_logger(__name__)
 
-_NON_WORD = re.compile(r"\W+")
-
-
 def content_hash(text: str) -> str:
-    """Hash of the case-folded words only, so reformatting and punctuation don't change it."""
-    return short_hash(_NON_WORD.sub(" ", text.casefold()).strip())
+    """Hash of the case-folded text with whitespace collapsed, so reflowing or recasing doesn't change it."""
+    return short_hash(" ".join(text.casefold().split()))
 
 
 def truncate(text: str, limit: int) -> str:
@@ -39,8 +34,10 @@ def truncate(text: str, limit: int) -> str:
 class Normalizer:
     """Pure and synchronous: the stage worker and ``monitor match`` both call it."""
 
-    def __init__(self, settings: NormalizerSettings | None = None) -> None:
+    def __init__(self, settings: NormalizerSettings | None = None, *, warm: bool = False) -> None:
         self.settings = settings or NormalizerSettings()
+        if warm:  # load the language model now, not on the first item (it takes about a second)
+            detect_language("warm-up text for the language model", self.settings.lang_detect_chars)
 
     def normalize(self, raw: RawItem) -> Item:
         """Build the Item for one RawItem."""

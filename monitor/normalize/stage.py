@@ -12,7 +12,7 @@ from monitor.bus.consume import Emit, Entry, Outcome
 from monitor.bus.keys import GROUP_NORMALIZER, Keys
 from monitor.metrics import Metrics
 from monitor.normalize.normalizer import Normalizer
-from monitor.schema import Item, RawItem, decode_entry, dedup_key, entry_fields
+from monitor.schema import RawItem, decode_entry, dedup_key, entry_fields
 
 _last_seen_encoder = msgspec.json.Encoder()
 
@@ -32,6 +32,8 @@ class NormalizerStage:
 
     async def handle(self, entries: Sequence[Entry]) -> list[Outcome | BaseException]:
         results: list[Outcome | BaseException] = []
+        last_seen: dict[str, bytes] = {}
+        last_outcome: Outcome | None = None
         for _, fields in entries:
             started = time.perf_counter()
             try:
@@ -41,24 +43,20 @@ class NormalizerStage:
                 results.append(exc)
                 continue
             once_key = self.keys.emitted(self.name, dedup_key(item, item.id))
-            results.append(
-                Outcome(
-                    emits=[Emit(self.keys.items, once_key, entry_fields(item))],
-                    extra=self._last_seen(item),
-                    source=item.source,
-                )
+            last_outcome = Outcome(emits=[Emit(self.keys.items, once_key, entry_fields(item))], source=item.source)
+            results.append(last_outcome)
+            last_seen[f"{item.source}:{item.channel}"] = _last_seen_encoder.encode(
+                {"item_id": item.id, "published_at": item.published_at, "collected_at": item.collected_at}
             )
             self._seconds.observe(time.perf_counter() - started)
+        if last_outcome is not None:  # one HSET for the batch, written in the same pipeline as the items
+            last_outcome.extra = self._record_last_seen(last_seen)
         return results
 
-    def _last_seen(self, item: Item) -> Callable[[Pipeline], None]:
-        record = _last_seen_encoder.encode(
-            {"item_id": item.id, "published_at": item.published_at, "collected_at": item.collected_at}
-        )
-        field = f"{item.source}:{item.channel}"
+    def _record_last_seen(self, records: dict[str, bytes]) -> Callable[[Pipeline], None]:
         key = self.keys.channel_last_seen
 
         def queue(pipe: Pipeline) -> None:
-            pipe.hset(key, field, record)
+            pipe.hset(key, mapping=records)  # type: ignore[arg-type]
 
         return queue

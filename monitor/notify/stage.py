@@ -15,6 +15,7 @@ from redis.asyncio.client import Pipeline
 
 from monitor.bus.consume import Entry, Outcome
 from monitor.bus.keys import GROUP_NOTIFIER, Keys
+from monitor.bus.publish import Publisher
 from monitor.bus.redis import Redis
 from monitor.metrics import Metrics
 from monitor.schema import Alert, decode_entry
@@ -38,6 +39,7 @@ class NotifierStage:
 
     def __init__(self, redis: Redis, keys: Keys, sinks: Sequence[Sink], metrics: Metrics, ttl: float) -> None:
         self.redis = redis
+        self.publisher = Publisher(redis, keys, ttl)
         self.keys = keys
         self.stream = keys.alerts
         self.sinks = list(sinks)
@@ -53,13 +55,12 @@ class NotifierStage:
             except Exception as exc:  # noqa: BLE001 - recorded per entry
                 decoded.append(exc)
         alerts = [a for a in decoded if isinstance(a, Alert)]
-        pipe = self.redis.pipeline(transaction=False)
-        for alert in alerts:
-            for sink in self.sinks:
-                pipe.exists(self.keys.delivered(sink.name, alert.alert_id))
-        flags = iter(await pipe.execute()) if alerts else iter(())
-        done = {(a.alert_id, s.name): bool(next(flags)) for a in alerts for s in self.sinks}
+        pairs = [(a.alert_id, s.name) for a in alerts for s in self.sinks]
+        flags = await self.redis.mget([self.keys.delivered(sink, aid) for aid, sink in pairs]) if pairs else []
+        done = {pair: flag is not None for pair, flag in zip(pairs, flags, strict=True)}
         results: list[Outcome | BaseException] = []
+        delivered_batch: list[str] = []
+        last_outcome: Outcome | None = None
         for alert in decoded:
             if not isinstance(alert, Alert):
                 results.append(alert)
@@ -89,14 +90,15 @@ class NotifierStage:
                     await record.execute()
                 results.append(error)
             else:
-                results.append(Outcome(extra=self._record(delivered), source=alert.source))
+                delivered_batch.extend(delivered)
+                last_outcome = Outcome(source=alert.source)
+                results.append(last_outcome)
+        if last_outcome is not None and delivered_batch:  # one call records every delivery of the batch
+            last_outcome.extra = self._record(delivered_batch)
         return results
 
     def _record(self, keys: list[str]) -> Callable[[Pipeline], None]:
-        ttl = self.ttl
-
         def queue(pipe: Pipeline) -> None:
-            for key in keys:
-                pipe.set(key, b"1", ex=ttl)
+            self.publisher.queue_marks(pipe, keys)
 
         return queue
