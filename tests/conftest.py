@@ -34,7 +34,6 @@ def sample_corpus_dir() -> Path:
 # --- Redis --------------------------------------------------------------------------------------------
 
 
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A real redis-server for the whole session, on a free port in a temp dir."""

@@ -57,7 +57,7 @@ class CopyStage:
                 results.append(RuntimeError(f"transient failure on {item.external_id}"))
                 continue
             once = self.keys.emitted(self.name, item.external_id)
-            results.append(Outcome(emits=[Emit(self.out, once, {"id": item.external_id})], source=item.source))
+            results.append(Outcome(emits=[Emit(self.out, once, item.external_id.encode())], source=item.source))
         return results
 
 
@@ -87,7 +87,7 @@ async def drain(w: StreamWorker, rounds: int = 50) -> None:
 
 
 async def output_ids(client: aioredis.Redis, stream: str) -> list[str]:
-    return [fields[b"id"].decode() for _, fields in await client.xrange(stream)]
+    return [fields[b"data"].decode() for _, fields in await client.xrange(stream)]
 
 
 async def test_publisher_adds_each_item_once(redis_client: aioredis.Redis, keys: Keys) -> None:
@@ -179,7 +179,7 @@ async def test_killed_consumer_entries_are_reclaimed_once(redis_client: aioredis
     for result in results:
         assert isinstance(result, Outcome)
         for emit in result.emits:
-            publisher_w.queue_once(pipe, emit.once_key, emit.stream, emit.fields)
+            publisher_w.queue_many(pipe, [(emit.once_key, emit.stream, emit.data)])
     await pipe.execute()
 
     stage = CopyStage(keys, out)
@@ -227,9 +227,7 @@ async def test_poison_entries_go_to_dead_and_worker_continues(redis_client: aior
     assert (await redis_client.xpending(keys.raw, "copier"))["pending"] == 0
 
 
-async def test_repeated_failure_dead_letters_after_max_deliveries(
-    redis_client: aioredis.Redis, keys: Keys
-) -> None:
+async def test_repeated_failure_dead_letters_after_max_deliveries(redis_client: aioredis.Redis, keys: Keys) -> None:
     """A transient error is retried via XAUTOCLAIM; after max_deliveries the entry goes to dead."""
     publisher = Publisher(redis_client, keys, 3600)
     await publisher.publish_raw([raw(1), raw(2)])

@@ -81,9 +81,7 @@ def test_all_errors_are_reported_together(tmp_path: Path) -> None:
 
 def test_rule_validation(tmp_path: Path) -> None:
     """Rules need positive terms, terms need letters, and names must be unique."""
-    text = (
-        "rules:\n  - name: a\n    none: [x]\n  - name: b\n    any: ['!!!']\n"
-    )
+    text = "rules:\n  - name: a\n    none: [x]\n  - name: b\n    any: ['!!!']\n"
     found = problems(tmp_path, text)
     assert "at least one term" in found["rules[0]"]
     assert "no letters or digits" in found["rules[1].any"]

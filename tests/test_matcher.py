@@ -48,9 +48,7 @@ def test_phrases_match_across_whitespace_and_punctuation() -> None:
 
 def test_any_all_none_logic() -> None:
     """any needs one, all needs each, none vetoes."""
-    rules = CompiledRules(
-        [rule("r", any=["Bakhmut", "Soledar"], all=["tanks", "assault"], none=["exercise"])]
-    )
+    rules = CompiledRules([rule("r", any=["Bakhmut", "Soledar"], all=["tanks", "assault"], none=["exercise"])])
     assert names(rules, "tanks assault near Soledar") == ["r"]
     assert names(rules, "tanks near Soledar") == []
     assert names(rules, "tanks assault near Kupiansk") == []

@@ -9,7 +9,7 @@ from monitor.alerting.engine import AlertEngine
 from monitor.bus.consume import Emit, Entry, Outcome
 from monitor.bus.keys import GROUP_ALERTER, Keys
 from monitor.metrics import Metrics
-from monitor.schema import Item, decode_entry, entry_fields
+from monitor.schema import Item, decode_entry, encode
 
 
 class AlerterStage:
@@ -25,10 +25,14 @@ class AlerterStage:
         self.metrics = metrics
         self._seconds = metrics.stage_seconds.labels(self.name)
         metrics.rules_loaded.set(engine.rule_count)
+        self._incs: dict[str, Callable[[], None]] = {}
 
     def _counter(self, rule: str, severity: str) -> Callable[[], None]:
-        child = self.metrics.alerts.labels(rule, severity)
-        return child.inc
+        """The bound ``inc`` of the alerts counter for one rule (cached: labels() is not free)."""
+        inc = self._incs.get(rule)
+        if inc is None:
+            inc = self._incs[rule] = self.metrics.alerts.labels(rule, severity).inc
+        return inc
 
     async def handle(self, entries: Sequence[Entry]) -> list[Outcome | BaseException]:
         results: list[Outcome | BaseException] = []
@@ -44,7 +48,7 @@ class AlerterStage:
                 Emit(
                     self.keys.alerts,
                     self.keys.seen_alert(alert.alert_id),
-                    entry_fields(alert),
+                    encode(alert),
                     on_written=self._counter(alert.rule, alert.severity),
                 )
                 for alert in alerts

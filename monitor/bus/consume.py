@@ -47,11 +47,11 @@ Entry = tuple[bytes, Fields]
 
 @dataclass(slots=True)
 class Emit:
-    """One output entry: written to ``stream`` once per ``once_key``."""
+    """One output entry (``v`` and ``data``, the model's JSON): written to ``stream`` once per ``once_key``."""
 
     stream: str
     once_key: str
-    fields: dict[str, Any]
+    data: bytes
     on_written: Callable[[], None] | None = None
 
 
@@ -162,7 +162,7 @@ class StreamWorker:
         return 0
 
     async def _read(self, start: str, block: int | None = None) -> list[Entry]:
-        response = await self.redis.xreadgroup(
+        response: Any = await self.redis.xreadgroup(  # RESP2: [[stream, [(id, fields), ...]]]
             self.stage.group,
             self.consumer,
             {self.stage.stream: start},
@@ -176,7 +176,7 @@ class StreamWorker:
 
     async def claim_idle(self) -> list[Entry]:
         """Take over entries idle longer than ``claim_idle_ms`` from any consumer of the group."""
-        result = await self.redis.xautoclaim(
+        result: Any = await self.redis.xautoclaim(
             self.stage.stream,
             self.stage.group,
             self.consumer,
@@ -215,7 +215,7 @@ class StreamWorker:
                 retry.append(((entry_id, fields), result))
         position = len(pipe)
         if emits:  # every output of the batch in one add-once script call, queued before the acks
-            self.publisher.queue_many(pipe, [(e.once_key, e.stream, e.fields) for e, _ in emits])
+            self.publisher.queue_many(pipe, [(e.once_key, e.stream, e.data) for e, _ in emits])
         if acks:
             pipe.xack(self.stage.stream, self.stage.group, *acks)
         replies = await pipe.execute()

@@ -16,7 +16,7 @@ from redis.commands.core import AsyncScript
 
 from monitor.bus.keys import Keys
 from monitor.bus.redis import Redis
-from monitor.schema import RawItem, dedup_key, entry_fields, item_id
+from monitor.schema import SCHEMA_VERSION, RawItem, dedup_key, encode, item_id
 
 # KEYS[1] idempotency key, KEYS[2] stream; ARGV[1] ttl seconds, then field/value pairs.
 _PUBLISH_ONCE = """
@@ -26,20 +26,19 @@ end
 return false
 """
 
-# The same for many entries in one call (one round trip and one script run for a whole batch).
-# KEYS: once key and stream per entry; ARGV[1] ttl, then per entry: field count n, then n name/value pairs.
+# The same for many model entries in one call (one round trip and one script run for a batch). Every
+# entry has the contract's two fields, v and data, so only the data travels per entry.
+# KEYS: once key and stream per entry; ARGV[1] ttl, ARGV[2] schema version, then one data per entry.
 _PUBLISH_MANY = """
 local ttl = ARGV[1]
+local version = ARGV[2]
 local out = {}
-local a = 2
 for i = 1, #KEYS, 2 do
-  local n = tonumber(ARGV[a])
   if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ttl) then
-    out[#out + 1] = redis.call('XADD', KEYS[i + 1], '*', unpack(ARGV, a + 1, a + 2 * n))
+    out[#out + 1] = redis.call('XADD', KEYS[i + 1], '*', 'v', version, 'data', ARGV[2 + (i + 1) / 2])
   else
     out[#out + 1] = false
   end
-  a = a + 1 + 2 * n
 end
 return out
 """
@@ -70,29 +69,27 @@ class Publisher:
         for name, value in fields.items():
             args.append(name)
             args.append(value)
-        pipe.scripts.add(self._script)  # the pipeline loads it (SCRIPT LOAD) before executing if needed
+        pipe.scripts.add(self._script)  # type: ignore[arg-type] # redis-py types it for sync Script only
         pipe.evalsha(self._script.sha, 2, once_key, stream, *args)
 
-    def queue_many(self, pipe: Pipeline, entries: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
-        """Queue add-once writes of ``(once_key, stream, fields)`` as one script call on ``pipe``.
+    def queue_many(self, pipe: Pipeline, entries: Sequence[tuple[str, str, bytes]]) -> None:
+        """Queue add-once writes of ``(once_key, stream, data)`` entries as one script call on ``pipe``.
 
-        Its reply is a list with the new entry id, or None for a key already set, per entry.
+        Each entry gets the fields ``v`` (the schema version) and ``data``. The call's reply is a list
+        with the new entry id, or None for a key already set, per entry.
         """
         keys: list[str] = []
-        args: list[Any] = [self.ttl]
-        for once_key, stream, fields in entries:
+        data: list[bytes] = []
+        for once_key, stream, payload in entries:
             keys.append(once_key)
             keys.append(stream)
-            args.append(len(fields))
-            for name, value in fields.items():
-                args.append(name)
-                args.append(value)
-        pipe.scripts.add(self._many)
-        pipe.evalsha(self._many.sha, len(keys), *keys, *args)
+            data.append(payload)
+        pipe.scripts.add(self._many)  # type: ignore[arg-type] # redis-py types it for sync Script only
+        pipe.evalsha(self._many.sha, len(keys), *keys, self.ttl, SCHEMA_VERSION, *data)
 
     def queue_marks(self, pipe: Pipeline, keys: Sequence[str]) -> None:
         """Queue ``SET key 1 EX ttl`` for every key as one script call on ``pipe``."""
-        pipe.scripts.add(self._mark)
+        pipe.scripts.add(self._mark)  # type: ignore[arg-type] # redis-py types it for sync Script only
         pipe.evalsha(self._mark.sha, len(keys), *keys, self.ttl)
 
     async def publish_raw(self, items: Sequence[RawItem]) -> list[str | None]:
@@ -104,7 +101,7 @@ class Publisher:
             return []
         pipe = self.redis.pipeline(transaction=False)
         self.queue_many(
-            pipe, [(self.keys.seen(dedup_key(raw, item_id(raw))), self.keys.raw, entry_fields(raw)) for raw in items]
+            pipe, [(self.keys.seen(dedup_key(raw, item_id(raw))), self.keys.raw, encode(raw)) for raw in items]
         )
         [results] = await pipe.execute()
         return [r.decode() if isinstance(r, bytes) else None for r in results]

@@ -89,7 +89,9 @@ async def _count_cutoff(redis: Redis, stream: str, keep: int, limit: tuple[int, 
         chunk = await redis.xrange(stream, min=start, max="+", count=min(overflow, _COUNT_CHUNK))
         if not chunk:
             break
-        cutoff = next_id(chunk[-1][0])
+        last_id = chunk[-1][0]
+        assert last_id is not None  # XRANGE always returns ids
+        cutoff = next_id(last_id)
         overflow -= len(chunk)
         if limit is not None and cutoff >= limit:
             break  # the safe point is older: no need to look further

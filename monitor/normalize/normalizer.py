@@ -18,6 +18,7 @@ from monitor.schema import Item, RawItem, item_id, short_hash, utcnow
 
 log = structlog.get_logger(__name__)
 
+
 def content_hash(text: str) -> str:
     """Hash of the case-folded text with whitespace collapsed, so reflowing or recasing doesn't change it."""
     return short_hash(" ".join(text.casefold().split()))

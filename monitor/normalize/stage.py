@@ -12,7 +12,7 @@ from monitor.bus.consume import Emit, Entry, Outcome
 from monitor.bus.keys import GROUP_NORMALIZER, Keys
 from monitor.metrics import Metrics
 from monitor.normalize.normalizer import Normalizer
-from monitor.schema import RawItem, decode_entry, dedup_key, entry_fields
+from monitor.schema import RawItem, decode_entry, dedup_key, encode
 
 _last_seen_encoder = msgspec.json.Encoder()
 
@@ -43,7 +43,7 @@ class NormalizerStage:
                 results.append(exc)
                 continue
             once_key = self.keys.emitted(self.name, dedup_key(item, item.id))
-            last_outcome = Outcome(emits=[Emit(self.keys.items, once_key, entry_fields(item))], source=item.source)
+            last_outcome = Outcome(emits=[Emit(self.keys.items, once_key, encode(item))], source=item.source)
             results.append(last_outcome)
             last_seen[f"{item.source}:{item.channel}"] = _last_seen_encoder.encode(
                 {"item_id": item.id, "published_at": item.published_at, "collected_at": item.collected_at}

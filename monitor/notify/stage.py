@@ -46,6 +46,7 @@ class NotifierStage:
         self.metrics = metrics
         self.ttl = max(1, int(ttl))
         self._seconds = metrics.stage_seconds.labels(self.name)
+        self._sent_incs: dict[str, Callable[[], None]] = {}
 
     async def handle(self, entries: Sequence[Entry]) -> list[Outcome | BaseException]:
         decoded: list[Alert | BaseException] = []
@@ -78,7 +79,7 @@ class NotifierStage:
                     log.warning("notification failed", sink=sink.name, rule=alert.rule, error=str(exc))
                     error = exc
                     continue
-                self.metrics.notifications.labels(sink.name, "sent").inc()
+                self._sent(sink.name)
                 delivered.append(self.keys.delivered(sink.name, alert.alert_id))
             self._seconds.observe(time.perf_counter() - started)
             if error is not None:
@@ -96,6 +97,12 @@ class NotifierStage:
         if last_outcome is not None and delivered_batch:  # one call records every delivery of the batch
             last_outcome.extra = self._record(delivered_batch)
         return results
+
+    def _sent(self, sink: str) -> None:
+        inc = self._sent_incs.get(sink)
+        if inc is None:
+            inc = self._sent_incs[sink] = self.metrics.notifications.labels(sink, "sent").inc
+        inc()
 
     def _record(self, keys: list[str]) -> Callable[[Pipeline], None]:
         def queue(pipe: Pipeline) -> None:
