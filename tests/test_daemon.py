@@ -20,6 +20,7 @@ from monitor.bus.redis import EmbeddedRedis, open_redis, redact_url
 from monitor.config import LogSettings, parse_config
 from monitor.daemon import Daemon
 from monitor.log import configure_logging
+from monitor.schema import Alert, Item, decode_entry
 from tests.conftest import REPO_ROOT
 from tests.test_pipeline import BAKHMUT_RULE, CollectingSink, make_settings
 
@@ -239,3 +240,116 @@ def test_redact_url() -> None:
     """Passwords in Redis URLs are masked; URLs without one are unchanged."""
     assert redact_url("redis://user:pw@host:6380/1") == "redis://user:***@host:6380/1"
     assert redact_url("unix:///tmp/r.sock") == "unix:///tmp/r.sock"
+
+
+def test_ctrl_c_to_process_group_drains_before_embedded_redis_stops(tmp_path: Path, seeds_dir: Path) -> None:
+    """Ctrl-C reaches the whole process group; the embedded Redis outlives the drain and stops last."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "redis": {"data_dir": str(tmp_path / "data")},
+                "metrics": {"port": 0},
+                "collectors": {"corpus": {"paths": [str(seeds_dir)]}},
+                "rules": [BAKHMUT_RULE],
+            }
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARWATCH")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "corpus ingested" in line:
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    log = "".join(seen) + err
+    assert proc.returncode == 0, log
+    assert "redis unavailable" not in log
+    stopped = [json.loads(line) for line in err.splitlines() if "embedded redis stopped" in line]
+    assert stopped and stopped[0]["code"] == 0
+    assert len(out.splitlines()) == 5  # every alert was delivered before the drain ended
+
+
+def test_killed_daemon_loses_nothing_and_doubles_nothing(redis_url: str, keys: Keys, tmp_path: Path) -> None:
+    """SIGKILL a running daemon mid-stream; a second run reclaims its pending entries: each item and alert once."""
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    with (posts / "feed.jsonl").open("w") as out:
+        for n in range(3000):
+            text = f"Post {n}: shelling near Bakhmut continues." if n % 3 == 0 else f"Post {n}: quiet night in Sumy."
+            out.write(
+                json.dumps(
+                    {
+                        "source": "telegram_web",
+                        "channel": "example",
+                        "external_id": str(n),
+                        "text": text,
+                        "collected_at": "2023-05-20T10:00:00Z",
+                    }
+                )
+                + "\n"
+            )
+    base = {
+        "redis": {
+            "url": redis_url,
+            "key_prefix": keys.prefix,
+            "consumer": {"batch_size": 50, "claim_idle_ms": 200, "claim_interval": 0.1},
+        },
+        "metrics": {"enabled": False},
+        "collectors": {"corpus": {"paths": [str(posts)]}},
+        "rules": [BAKHMUT_RULE],
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps(base))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARWATCH")}
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert victim.stdout is not None
+    for _ in range(100):  # wait until alerts are flowing, then kill without warning
+        if victim.stdout.readline():
+            break
+    victim.kill()
+    victim.wait(10)
+
+    async def counts() -> tuple[int, int, int]:
+        client = aioredis.from_url(redis_url)
+        try:
+            pending = 0
+            for stream in (keys.raw, keys.items):
+                pending += sum(int(g["pending"]) for g in await client.xinfo_groups(stream))
+            return await client.xlen(keys.items), await client.xlen(keys.alerts), pending
+        finally:
+            await client.aclose()
+
+    items_before, _, pending = asyncio.run(counts())
+    assert items_before < 3000 or pending > 0, "the victim finished before it was killed; nothing was tested"
+    result = cli("run", "--once", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+
+    async def check() -> None:
+        client = aioredis.from_url(redis_url)
+        try:
+            items = [decode_entry(Item, f) for _, f in await client.xrange(keys.items)]
+            alerts = [decode_entry(Alert, f) for _, f in await client.xrange(keys.alerts)]
+            assert len(items) == len({i.id for i in items}) == 3000
+            assert len(alerts) == len({a.item_id for a in alerts}) == 1000
+            for stream in (keys.raw, keys.items, keys.alerts):
+                assert all(int(g["pending"]) == 0 for g in await client.xinfo_groups(stream))
+        finally:
+            await client.aclose()
+
+    asyncio.run(check())

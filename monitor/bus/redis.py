@@ -127,8 +127,10 @@ class EmbeddedRedis:
         if self.unix_socket is not None and self.unix_socket.exists():
             self.unix_socket.unlink()  # stale: a live server was ruled out by the caller
         args = server_args(binary, self.directory, unix_socket=self.unix_socket, port=self.port)
+        # Its own session: a Ctrl-C in the terminal must reach the monitor only, which then drains
+        # the pipeline before it stops Redis itself.
         self.process = subprocess.Popen(  # noqa: ASYNC220 - the server outlives this call by design
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
