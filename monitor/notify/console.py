@@ -50,7 +50,7 @@ def render_line(alert: Alert) -> str:
         f"[dim]{escape(alert.source)}/{escape(alert.channel)}[/dim]",
         f"[magenta]{escape(terms)}[/magenta]",
     ]
-    if alert.title:
+    if alert.title and not alert.snippet.lstrip("…").startswith(alert.title[:40]):
         parts.append(f"[bold]{escape(alert.title[:120])}[/bold] -")
     parts.append(escape(alert.snippet))
     if alert.url:
