@@ -121,8 +121,17 @@ class Daemon:
             if self.once:
                 spawn(self._stop_when_drained(redis, ingest), "once")
             self.ready.set()
-            log.info("monitor running", once=self.once, rules=len(settings.rules), prefix=keys.prefix)
-        log.info("monitor stopped")
+            log.info(
+                "monitor running",
+                once=self.once,
+                rules=len(settings.rules),
+                prefix=keys.prefix,
+                redis=f"embedded ({server.url}, data in {server.directory})" if server else "external",
+            )
+        if server is not None:
+            log.info("monitor stopped; stopping embedded redis")
+        else:
+            log.info("monitor stopped")
 
     async def _ingest(self, publisher: Publisher) -> None:
         corpus = self.settings.collectors.corpus

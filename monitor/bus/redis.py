@@ -142,7 +142,7 @@ class EmbeddedRedis:
                     f"{(err or tail).strip()[-500:]}"
                 )
             if await ping(self.url, timeout=0.5):
-                log.info("embedded redis started", url=self.url, binary=binary, dir=str(self.directory))
+                log.debug("embedded redis started", url=self.url, binary=binary, dir=str(self.directory))
                 return self.url
             await asyncio.sleep(0.05)
         self.kill()
@@ -161,7 +161,7 @@ class EmbeddedRedis:
             log.error("embedded redis did not stop in time; killing it", timeout=timeout)
             self.kill()
         else:
-            log.info("embedded redis stopped", code=process.returncode)
+            log.debug("embedded redis stopped", code=process.returncode)
 
     def kill(self) -> None:
         """Kill the child at once (used on start-up failure)."""
