@@ -398,6 +398,7 @@ def main() -> None:
         default=0.5,
         help="share of place mentions that some rule watches (1.0: every post alerts)",
     )
+    parser.add_argument("--no-aof", action="store_true", help="turn the embedded server's AOF off (to see its cost)")
     parser.add_argument("--batch", type=int, default=200, help="redis.consumer.batch_size for every worker")
     args = parser.parse_args()
 
@@ -405,8 +406,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="warwatch-bench-") as tmp:
             server = EmbeddedRedis(Path(tmp))
             url = await server.start()
+            if args.no_aof:
+                control = aioredis.from_url(url)
+                await control.config_set("appendonly", "no")
+                await control.aclose()
             try:
-                print(f"redis: {server.binary or 'auto'} at {url} (AOF everysec); cores: {os.cpu_count()}")
+                aof = "AOF off" if args.no_aof else "AOF everysec"
+                print(f"redis: {server.binary or 'auto'} at {url} ({aof}); cores: {os.cpu_count()}")
                 ceiling = await redis_ceiling(url, args.items)
                 tp = await throughput_phase(url, args.items, args.normalizers, args.batch, args.watched_share)
                 lat = await latency_phase(url, args.rate, args.seconds, args.normalizers, args.batch)

@@ -114,6 +114,7 @@ class StreamWorker:
         self.processed = 0
         self._read_own_pending = True
         self._group_ready = False
+        self._prefetched: list[Entry] = []
         self._last_claim = 0.0
         self._children: dict[tuple[int, str], Any] = {}
 
@@ -121,19 +122,22 @@ class StreamWorker:
         """The loop: own pending first, periodic XAUTOCLAIM, then new entries, until stopped."""
         backoff = 0.2
         bound = log.bind(stage=self.stage.name, consumer=self.consumer)
-        while not self.stop.is_set():
+        # After stop, entries already fetched with the last write are still handled (graceful drain).
+        while not self.stop.is_set() or self._prefetched:
             try:
                 await self.step()
                 backoff = 0.2
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 bound.warning("redis unavailable; retrying", error=str(exc), backoff=backoff)
                 self._read_own_pending = True
+                self._prefetched = []  # still in our pending list; re-read from there
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), backoff)
                 backoff = min(backoff * 2, 10.0)
             except RedisError as exc:
                 bound.error("redis error in worker; retrying", error=str(exc))
                 self._read_own_pending = True
+                self._prefetched = []
                 self._group_ready = False  # e.g. NOGROUP after the stream was deleted
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), backoff)
@@ -145,6 +149,9 @@ class StreamWorker:
         if not self._group_ready:
             await ensure_group(self.redis, self.stage.stream, self.stage.group)
             self._group_ready = True
+        if self._prefetched:
+            entries, self._prefetched = self._prefetched, []
+            return await self.process(entries, prefetch=True)
         if self._read_own_pending:
             entries = await self._read("0")
             if entries:
@@ -156,9 +163,11 @@ class StreamWorker:
             claimed = await self.claim_idle()
             if claimed:
                 return await self.process(claimed)
+        if self.stop.is_set():
+            return 0
         entries = await self._read(">", block=self.settings.block_ms)
         if entries:
-            return await self.process(entries)
+            return await self.process(entries, prefetch=True)
         return 0
 
     async def _read(self, start: str, block: int | None = None) -> list[Entry]:
@@ -190,8 +199,12 @@ class StreamWorker:
             log.info("reclaimed idle entries", stage=self.stage.name, count=len(entries))
         return entries
 
-    async def process(self, entries: list[Entry]) -> int:
-        """Handle a batch, then write outputs, dead letters and acks in one pipeline."""
+    async def process(self, entries: list[Entry], *, prefetch: bool = False) -> int:
+        """Handle a batch, then write outputs, dead letters and acks in one pipeline.
+
+        With ``prefetch`` (reading new entries), the same round trip also fetches the next batch
+        (a non-blocking XREADGROUP queued after the acks), which the next step handles.
+        """
         # Entries deleted from the stream while pending come back with no fields: nothing to do.
         live = [(eid, fields) for eid, fields in entries if fields]
         gone = [eid for eid, fields in entries if not fields]
@@ -218,7 +231,12 @@ class StreamWorker:
             self.publisher.queue_many(pipe, [(e.once_key, e.stream, e.data) for e, _ in emits])
         if acks:
             pipe.xack(self.stage.stream, self.stage.group, *acks)
+        fetch = prefetch and not self.stop.is_set() and not retry
+        if fetch:
+            pipe.xreadgroup(self.stage.group, self.consumer, {self.stage.stream: ">"}, count=self.settings.batch_size)
         replies = await pipe.execute()
+        if fetch and replies[-1]:
+            self._prefetched = list(replies[-1][0][1])
         self.processed += len(acks)
         if emits:
             for (emit, source), reply in zip(emits, replies[position], strict=True):
