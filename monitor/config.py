@@ -89,6 +89,7 @@ class RedisSettings(Section):
     data_dir: Path = Path("data")
     key_prefix: str = Field("warwatch", pattern=r"^[A-Za-z0-9_.\-{}]+$")
     dedup_ttl: Seconds = 90 * 86400.0
+    stage_dedup_ttl: Seconds = 2 * 86400.0
     connect_timeout: Seconds = 5.0
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)

@@ -66,7 +66,7 @@ class Daemon:
         return [
             NormalizerStage(self.keys, Normalizer(self.settings.normalizer, warm=True), self.metrics),
             AlerterStage(self.keys, AlertEngine(self.settings.rules), self.metrics),
-            NotifierStage(redis, self.keys, sinks, self.metrics, self.settings.redis.dedup_ttl),
+            NotifierStage(redis, self.keys, sinks, self.metrics, self.settings.redis.stage_dedup_ttl),
         ]
 
     async def run(self) -> None:
@@ -79,7 +79,10 @@ class Daemon:
     async def _run_with(self, redis: Redis, server: EmbeddedRedis | None) -> None:
         settings = self.settings
         keys = self.keys
+        # Collectors' "seen" markers must outlive re-ingestion (dedup_ttl); the stages' markers only
+        # have to outlive redeliveries (stage_dedup_ttl), which keeps Redis memory down.
         publisher = Publisher(redis, keys, settings.redis.dedup_ttl)
+        stage_publisher = Publisher(redis, keys, settings.redis.stage_dedup_ttl)
         stages = self.build_stages(redis)
         for stage in stages:
             await ensure_group(redis, stage.stream, stage.group)
@@ -90,7 +93,7 @@ class Daemon:
                 stage,
                 consumer=f"{self.consumer_prefix}-{stage.name}",
                 settings=settings.redis.consumer,
-                publisher=publisher,
+                publisher=stage_publisher,
                 metrics=self.metrics,
                 stop=self.stop,
             )

@@ -130,8 +130,9 @@ async def test_trimmer_keeps_unacknowledged_entries(redis_client: aioredis.Redis
     assert await redis_client.xlen(keys.raw) == 50
 
     stop = asyncio.Event()
-    w = worker(redis_client, keys, stage, "c1", stop, batch_size=7)
-    await w.step()  # one batch delivered and acked; the rest are undelivered
+    w = worker(redis_client, keys, stage, "c1", stop, batch_size=7, claim_interval=3600)
+    await w.step()  # one batch handled; its write (with a read of the next batch) is in flight
+    await w.settle()  # that write is done: 7 acked, 7 more delivered and pending, the rest undelivered
     result = await trim_stream(redis_client, keys.raw, retention)
     assert result.trimmed == 7  # only what the group acknowledged (and is beyond retention) went
     await drain(w)

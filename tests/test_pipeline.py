@@ -223,3 +223,23 @@ async def test_console_sink_json_lines(fmt: str, capsys: pytest.CaptureFixture[s
     assert len(lines) == 1
     decoded = msgspec.json.decode(lines[0], type=Alert)
     assert decoded.rule == "bakhmut" and decoded.matched[0].term == "Bakhmut"
+
+
+async def test_marker_lifetimes(redis_url: str, redis_client: aioredis.Redis, keys: Keys, tmp_path: Path) -> None:
+    """Collector "seen" markers live dedup_ttl; stage output, alert and delivery markers live stage_dedup_ttl."""
+    folder = tmp_path / "ttl"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Shelling near Bakhmut.")
+    settings = make_settings(redis_url, keys, [folder])
+    settings.redis.dedup_ttl = 10 * 86400
+    settings.redis.stage_dedup_ttl = 3600
+    await run_once(settings)
+    [item] = await read_models(redis_client, keys.items, Item)
+    [alert] = await read_models(redis_client, keys.alerts, Alert)
+    assert 9 * 86400 < await redis_client.ttl(keys.seen(item.id)) <= 10 * 86400
+    for key in (
+        keys.emitted("normalizer", item.id),
+        keys.seen_alert(alert.alert_id),
+        keys.delivered("collect", alert.alert_id),
+    ):
+        assert 0 < await redis_client.ttl(key) <= 3600, key

@@ -64,6 +64,18 @@ class Outcome:
     source: str = "unknown"
 
 
+@dataclass(slots=True)
+class _Batch:
+    """A handled batch whose writes are queued on ``pipe`` but not yet sent."""
+
+    pipe: Pipeline
+    acks: list[bytes] = field(default_factory=list)
+    emits: list[tuple[Emit, str]] = field(default_factory=list)
+    retry: list[tuple[Entry, BaseException]] = field(default_factory=list)
+    position: int = 0
+    fetch: bool = False
+
+
 class Stage(Protocol):
     """A pipeline stage: turns a batch of entries into one Outcome or exception per entry."""
 
@@ -115,6 +127,7 @@ class StreamWorker:
         self._read_own_pending = True
         self._group_ready = False
         self._prefetched: list[Entry] = []
+        self._inflight: asyncio.Task[list[Entry]] | None = None
         self._last_claim = 0.0
         self._children: dict[tuple[int, str], Any] = {}
 
@@ -122,36 +135,46 @@ class StreamWorker:
         """The loop: own pending first, periodic XAUTOCLAIM, then new entries, until stopped."""
         backoff = 0.2
         bound = log.bind(stage=self.stage.name, consumer=self.consumer)
-        # After stop, entries already fetched with the last write are still handled (graceful drain).
-        while not self.stop.is_set() or self._prefetched:
+        # After stop, the write in flight and the entries it fetched are still finished (graceful drain).
+        while not self.stop.is_set() or self._prefetched or self._inflight is not None:
             try:
                 await self.step()
                 backoff = 0.2
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 bound.warning("redis unavailable; retrying", error=str(exc), backoff=backoff)
-                self._read_own_pending = True
-                self._prefetched = []  # still in our pending list; re-read from there
+                self._reset_stream()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), backoff)
                 backoff = min(backoff * 2, 10.0)
             except RedisError as exc:
                 bound.error("redis error in worker; retrying", error=str(exc))
-                self._read_own_pending = True
-                self._prefetched = []
+                self._reset_stream()
                 self._group_ready = False  # e.g. NOGROUP after the stream was deleted
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), backoff)
                 backoff = min(backoff * 2, 10.0)
         bound.debug("worker stopped", processed=self.processed)
 
+    def _reset_stream(self) -> None:
+        """After a Redis error: whatever was fetched or in flight is in our pending list; re-read it."""
+        self._read_own_pending = True
+        self._prefetched = []
+        if self._inflight is not None:
+            self._inflight.cancel()
+            self._inflight = None
+
     async def step(self) -> int:
-        """One round: pending, claim or read; handle what came. Returns entries handled."""
+        """One round: pending, claim or read; handle what came. Returns entries handled.
+
+        New entries are handled in a stream of batches with one write in flight: batch N's outputs,
+        acks and a read of further entries go out in one pipeline, and while Redis runs it the worker
+        handles batch N+1, fetched by the previous pipeline.
+        """
         if not self._group_ready:
             await ensure_group(self.redis, self.stage.stream, self.stage.group)
             self._group_ready = True
-        if self._prefetched:
-            entries, self._prefetched = self._prefetched, []
-            return await self.process(entries, prefetch=True)
+        if self._prefetched or self._inflight is not None:
+            return await self._stream_step()
         if self._read_own_pending:
             entries = await self._read("0")
             if entries:
@@ -166,9 +189,40 @@ class StreamWorker:
         if self.stop.is_set():
             return 0
         entries = await self._read(">", block=self.settings.block_ms)
-        if entries:
-            return await self.process(entries, prefetch=True)
-        return 0
+        if not entries:
+            return 0
+        self._prefetched = entries
+        return await self._stream_step()
+
+    async def settle(self) -> None:
+        """Wait for the write in flight (its fetched entries stay in hand for the next step)."""
+        if self._inflight is not None:
+            inflight, self._inflight = self._inflight, None
+            self._prefetched += await inflight
+
+    async def _stream_step(self) -> int:
+        if not self._prefetched:
+            # Nothing in hand: the write in flight brings the next entries (or none).
+            assert self._inflight is not None
+            inflight, self._inflight = self._inflight, None
+            self._prefetched = await inflight
+            if not self._prefetched:
+                return 0
+        entries, self._prefetched = self._prefetched, []
+        batch = await self._prepare(entries, fetch=not self.stop.is_set())
+        if self._inflight is not None:  # the previous write: its reply carries the entries for the next step
+            inflight, self._inflight = self._inflight, None
+            self._prefetched = await inflight
+        self._inflight = asyncio.create_task(self._execute(batch))
+        await asyncio.sleep(0)  # let the task send the pipeline before this worker goes on
+        if time.monotonic() - self._last_claim >= self.settings.claim_interval and not self.stop.is_set():
+            # Let the periodic XAUTOCLAIM run: finish the stream, the next step claims.
+            inflight, self._inflight = self._inflight, None
+            self._prefetched += await inflight
+            if self._prefetched:
+                entries_left, self._prefetched = self._prefetched, []
+                await self.process(entries_left)
+        return len(entries)
 
     async def _read(self, start: str, block: int | None = None) -> list[Entry]:
         response: Any = await self.redis.xreadgroup(  # RESP2: [[stream, [(id, fields), ...]]]
@@ -199,56 +253,61 @@ class StreamWorker:
             log.info("reclaimed idle entries", stage=self.stage.name, count=len(entries))
         return entries
 
-    async def process(self, entries: list[Entry], *, prefetch: bool = False) -> int:
-        """Handle a batch, then write outputs, dead letters and acks in one pipeline.
+    async def process(self, entries: list[Entry]) -> int:
+        """Handle a batch, then write outputs, dead letters and acks in one pipeline, and wait for it."""
+        batch = await self._prepare(entries, fetch=False)
+        await self._execute(batch)
+        return len(entries)
 
-        With ``prefetch`` (reading new entries), the same round trip also fetches the next batch
-        (a non-blocking XREADGROUP queued after the acks), which the next step handles.
+    async def _prepare(self, entries: list[Entry], *, fetch: bool) -> _Batch:
+        """Handle a batch and queue its outputs, dead letters and acks (outputs first) on a pipeline.
+
+        With ``fetch`` a non-blocking XREADGROUP for more new entries is queued after the acks.
         """
         # Entries deleted from the stream while pending come back with no fields: nothing to do.
         live = [(eid, fields) for eid, fields in entries if fields]
         gone = [eid for eid, fields in entries if not fields]
         results = await self.stage.handle(live) if live else []
-        pipe = self.redis.pipeline(transaction=False)
-        acks: list[bytes] = list(gone)
-        retry: list[tuple[Entry, BaseException]] = []
-        emits: list[tuple[Emit, str]] = []
-        stage = self.stage.name
+        batch = _Batch(self.redis.pipeline(transaction=False), acks=list(gone))
+        pipe = batch.pipe
         for (entry_id, fields), result in zip(live, results, strict=True):
             if isinstance(result, Outcome):
                 self._count(self.metrics.items_in, result.source)
-                emits.extend((emit, result.source) for emit in result.emits)
+                batch.emits.extend((emit, result.source) for emit in result.emits)
                 if result.extra is not None:
                     result.extra(pipe)
-                acks.append(entry_id)
+                batch.acks.append(entry_id)
             elif is_permanent(result):
                 self._queue_dead(pipe, entry_id, fields, result, deliveries=None)
-                acks.append(entry_id)
+                batch.acks.append(entry_id)
             else:
-                retry.append(((entry_id, fields), result))
-        position = len(pipe)
-        if emits:  # every output of the batch in one add-once script call, queued before the acks
-            self.publisher.queue_many(pipe, [(e.once_key, e.stream, e.data) for e, _ in emits])
-        if acks:
-            pipe.xack(self.stage.stream, self.stage.group, *acks)
-        fetch = prefetch and not self.stop.is_set() and not retry
-        if fetch:
+                batch.retry.append(((entry_id, fields), result))
+        batch.position = len(pipe)
+        if batch.emits:  # every output of the batch in one add-once script call, queued before the acks
+            self.publisher.queue_many(pipe, [(e.once_key, e.stream, e.data) for e, _ in batch.emits])
+        if batch.acks:
+            pipe.xack(self.stage.stream, self.stage.group, *batch.acks)
+        batch.fetch = fetch and not batch.retry
+        if batch.fetch:
             pipe.xreadgroup(self.stage.group, self.consumer, {self.stage.stream: ">"}, count=self.settings.batch_size)
-        replies = await pipe.execute()
-        if fetch and replies[-1]:
-            self._prefetched = list(replies[-1][0][1])
-        self.processed += len(acks)
-        if emits:
-            for (emit, source), reply in zip(emits, replies[position], strict=True):
+        return batch
+
+    async def _execute(self, batch: _Batch) -> list[Entry]:
+        """Run a prepared pipeline, account for it, and return the entries it fetched."""
+        replies = await batch.pipe.execute() if len(batch.pipe) else []
+        fetched: list[Entry] = list(replies[-1][0][1]) if batch.fetch and replies and replies[-1] else []
+        self.processed += len(batch.acks)
+        if batch.emits:
+            for (emit, source), reply in zip(batch.emits, replies[batch.position], strict=True):
                 if reply is None:
-                    self.metrics.duplicates.labels(stage).inc()
+                    self.metrics.duplicates.labels(self.stage.name).inc()
                     continue
                 self._count(self.metrics.items_out, source)
                 if emit.on_written is not None:
                     emit.on_written()
-        if retry:
-            await self._handle_failures(retry)
-        return len(entries)
+        if batch.retry:
+            await self._handle_failures(batch.retry)
+        return fetched
 
     async def _handle_failures(self, failures: list[tuple[Entry, BaseException]]) -> None:
         """Dead-letter entries delivered ``max_deliveries`` times; leave the rest pending for a retry."""
