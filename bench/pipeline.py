@@ -207,7 +207,9 @@ def _worker_main(url: str, prefix: str, role: str, index: int, stop_evt: mp.sync
 
         await asyncio.gather(watch(), *(w.run() for w in workers))
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        await client.hset(f"{prefix}:bench:rss", f"{role}{index}", usage.ru_maxrss)
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so a spawned worker would report
+        # the parent's peak.
+        await client.hset(f"{prefix}:bench:rss", f"{role}{index}", peak_rss_kib(os.getpid()))
         await client.hset(f"{prefix}:bench:cpu", f"{role}{index}", usage.ru_utime + usage.ru_stime - cpu_ready)
         await client.aclose()
 
@@ -376,7 +378,7 @@ async def redis_ceiling(url: str, items: int) -> float:
     return items / elapsed
 
 
-def redis_rss_kb(pid: int) -> int:
+def peak_rss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -416,7 +418,7 @@ def main() -> None:
                 ceiling = await redis_ceiling(url, args.items)
                 tp = await throughput_phase(url, args.items, args.normalizers, args.batch, args.watched_share)
                 lat = await latency_phase(url, args.rate, args.seconds, args.normalizers, args.batch)
-                redis_peak = redis_rss_kb(server.process.pid) if server.process else 0
+                redis_peak = peak_rss_kib(server.process.pid) if server.process else 0
             finally:
                 await server.stop()
         cpu = ", ".join(f"{name} {sec:.1f} s" for name, sec in sorted(tp["cpu_s"].items()))  # type: ignore[attr-defined]
