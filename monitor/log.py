@@ -56,12 +56,26 @@ class Redactor:
         return event
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time, so a rich progress bar that redirects stderr
+    prints log lines above the bar instead of through it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(
     settings: LogSettings | None = None, *, secrets: Iterable[str] = (), stream: TextIO | None = None
 ) -> None:
     """Configure structlog for the process (console on a TTY unless ``log.format`` says otherwise)."""
     settings = settings or LogSettings()
-    out = stream or sys.stderr
+    out: Any = stream or _CurrentStderr()
     fmt = settings.format
     if fmt == "auto":
         fmt = "console" if out.isatty() else "json"
