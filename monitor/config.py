@@ -147,6 +147,12 @@ class TelegramSettings(Section):
     api_hash: SecretStr | None = None
     session: Path = Path("data/telegram.session")
     channels: list[str] = Field(default_factory=list)
+    # Flood waits up to this long are slept through; longer ones pause only that channel.
+    flood_wait_cap: Seconds = 300.0
+    # Period of the catch-up pass that fills gaps live updates missed.
+    reconcile_interval: Seconds = 300.0
+    # Messages fetched per channel on the very first run (no checkpoint yet).
+    initial_history: int = Field(50, ge=0)
 
     @field_validator("api_id", "api_hash", mode="before")
     @classmethod
@@ -161,6 +167,13 @@ class TelegramWebSettings(Section):
     base_url: str = "https://t.me"
     channels: list[str] = Field(default_factory=list)
     interval: Seconds = 120.0
+    # Random extra delay, as a share of the interval, so channels are not polled in lockstep.
+    jitter: float = Field(0.1, ge=0, le=1)
+    # Pages (about 20 posts each) read back on the first run, when there is no checkpoint.
+    first_run_pages: int = Field(3, ge=1, le=100)
+    # Pages read back at most after downtime, to reach the checkpoint.
+    max_catchup_pages: int = Field(50, ge=1)
+    timeout: Seconds = 20.0
 
 
 class XSettings(Section):

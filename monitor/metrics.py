@@ -100,6 +100,30 @@ class Metrics:
             ["stream"],
             registry=r,
         )
+        self.collector_last_item = Gauge(
+            "warwatch_collector_last_item_timestamp_seconds",
+            "Publication time of the newest item a collector has seen, per channel (for silent-channel alerts).",
+            ["source", "channel"],
+            registry=r,
+        )
+        self.collector_errors = Counter(
+            "warwatch_collector_errors_total",
+            "Collector errors by kind (http_5xx, rate_limited, timeout, parse, no_preview, unresolved, ...).",
+            ["source", "channel", "kind"],
+            registry=r,
+        )
+        self.flood_wait = Gauge(
+            "warwatch_collector_flood_wait_seconds",
+            "Seconds left of a Telegram flood wait (or rate-limit pause) per channel; 0 when none.",
+            ["source", "channel"],
+            registry=r,
+        )
+        self.reconciliation_fills = Counter(
+            "warwatch_collector_reconciliation_fills_total",
+            "Messages found by catch-up/reconciliation that the live path had missed.",
+            ["source", "channel"],
+            registry=r,
+        )
         self.redis_up = Gauge("warwatch_redis_up", "1 when the last Redis check answered.", registry=r)
         self.rules_loaded = Gauge("warwatch_rules_loaded", "Alert rules currently compiled.", registry=r)
 
