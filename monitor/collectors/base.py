@@ -71,11 +71,8 @@ class Emitter:
         result = EmitResult()
         if items:
             ids = await self.publisher.publish_raw(items)
-            for item, entry_id in zip(items, ids, strict=True):
-                if entry_id is None:
-                    result.duplicates += 1
-                else:
-                    result.published += 1
+            result.duplicates = ids.count(None)
+            result.published = len(ids) - result.duplicates
             if result.published:
                 self.metrics.collected.labels(source, channel).inc(result.published)
             newest = max((i.published_at or i.collected_at for i in items), default=None)
