@@ -69,6 +69,11 @@ class Keys:
         return f"{self.prefix}:cursor:{source}:{channel}"
 
     @property
+    def telegram_entities(self) -> str:
+        """Hash: configured channel reference -> JSON of its resolved (id, access_hash, username, title)."""
+        return f"{self.prefix}:telegram:entities"
+
+    @property
     def channel_last_seen(self) -> str:
         """Hash ``source:channel`` -> JSON of the newest item seen per channel (for ``monitor status``)."""
         return f"{self.prefix}:channels:last"
