@@ -73,7 +73,7 @@ def midnight(year: int, month: int, day: int) -> datetime:
 
 def test_constants_match_the_documented_contract() -> None:
     """The supported suffixes and default limits are the ones the corpus collector and config rely on."""
-    assert frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".jsonl"}) == SUPPORTED_SUFFIXES
+    assert frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".jsonl", ".json"}) == SUPPORTED_SUFFIXES
     assert DEFAULT_MAX_BYTES == 5 * 1024 * 1024
     assert DEFAULT_MAX_TEXT_CHARS == 200_000
 
@@ -632,7 +632,7 @@ def test_invalid_utf8_offset_counts_the_bom(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content", [b"", b"   \n\t\n  ", b"\xef\xbb\xbf", b"\xef\xbb\xbf \n"])
-@pytest.mark.parametrize("suffix", [".txt", ".md", ".html", ".jsonl"])
+@pytest.mark.parametrize("suffix", [".txt", ".md", ".html", ".jsonl", ".json"])
 def test_empty_or_blank_file_is_rejected(tmp_path: Path, content: bytes, suffix: str) -> None:
     """Empty and whitespace-only files are rejected as 'empty file'."""
     assert rejection(write(tmp_path / "c" / f"blank{suffix}", content)) == "empty file"
@@ -773,11 +773,11 @@ def test_one_bad_file_does_not_affect_the_others(tmp_path: Path) -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=2048), suffix=st.sampled_from(sorted(SUPPORTED_SUFFIXES)))
 def test_arbitrary_bytes_never_raise(tmp_path: Path, data: bytes, suffix: str) -> None:
-    """Any bytes in any supported file type give items and/or rejections, never an exception."""
+    """Any bytes in any supported file type give items, rejections or (empty export) a warning, never an exception."""
     path = write(tmp_path / "fuzz" / f"f{suffix}", data)
     result = read_corpus_file(path, max_text_chars=500, collected_at=COLLECTED)
     assert isinstance(result, FileResult)
-    assert result.items or result.rejected
+    assert result.items or result.rejected or result.warnings
     for item in result.items:
         assert len(item.text) <= 500
 

@@ -90,6 +90,8 @@ async def ingest_paths(
                     kept=cut.kept_chars,
                     setting="collectors.corpus.max_text_chars",
                 )
+            for note in result.warnings:
+                log.warning("corpus file note", path=str(path), note=note)
             report.rejected.extend(result.rejected)
             report.truncated.extend(result.truncated)
             pending.extend(result.items)

@@ -9,10 +9,13 @@ Supported files:
 - ``.html`` / ``.htm``: the main text, title, author and date come from trafilatura; our own
   extractors fill in what its metadata lacks. The raw HTML is not carried (``html=None``).
 - ``.jsonl``: one RawItem JSON object per line, validated by ``schema.decode``.
+- ``.json``: a Telegram Desktop chat export (``result.json``), one ``telegram_export`` item per post;
+  see :mod:`monitor.collectors.telegram_export`. Any other JSON document is rejected.
 
-Identity: ``source="corpus"``, ``channel`` = the name of the file's (resolved) parent folder and
-``external_id`` = ``short_hash`` of the file's raw bytes, so re-reading an unchanged file, however its
-path is spelled, yields the same item id.
+Identity of an article (``.jsonl`` and ``.json`` items carry their own): ``source="corpus"``,
+``channel`` = the name of the file's (resolved) parent folder and ``external_id`` = ``short_hash`` of
+the file's raw bytes, so re-reading an unchanged file, however its path is spelled, yields the same
+item id.
 
 Nothing here raises for bad content. A file that cannot be used becomes a :class:`Rejected` with a
 readable reason; an over-long text is cut at a paragraph or word boundary and reported as
@@ -50,9 +53,10 @@ __all__ = [
     "extract_published_at",
     "extract_title",
     "read_corpus_file",
+    "truncate_text",
 ]
 
-SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".jsonl"})
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".jsonl", ".json"})
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_TEXT_CHARS = 200_000
 
@@ -62,6 +66,7 @@ MAX_BYTES_SETTING = "collectors.corpus.max_bytes"
 _MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 _HTML_SUFFIXES = frozenset({".html", ".htm"})
 _JSONL_SUFFIXES = frozenset({".jsonl"})
+_JSON_SUFFIXES = frozenset({".json"})
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _BINARY_SNIFF_BYTES = 8 * 1024
@@ -72,7 +77,7 @@ _TEXT_CONTROLS = frozenset(b"\t\n\x0b\x0c\r")
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A file (or ``path:LINE`` of a .jsonl file) that yielded no item, and why."""
+    """A file (or ``path:LINE`` of .jsonl, ``path:messages[INDEX]`` of an export) that yielded no item, and why."""
 
     path: str
     reason: str
@@ -89,11 +94,16 @@ class Truncated:
 
 @dataclass(slots=True)
 class FileResult:
-    """Everything one file produced: its items, and what was rejected or truncated on the way."""
+    """Everything one file produced: its items, and what was rejected or truncated on the way.
+
+    ``warnings`` are notes about a file that was still read, such as messages skipped on purpose or a
+    date read in a guessed time zone; they are worth showing once per file, not an error.
+    """
 
     items: list[RawItem] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     truncated: list[Truncated] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -199,7 +209,7 @@ def _normalize_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _truncate(text: str, limit: int) -> str:
+def truncate_text(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` characters, at a paragraph break or else a space if possible."""
     if len(text) <= limit:
         return text
@@ -542,7 +552,7 @@ def _build_item(
     published_at: datetime | None,
     author: str | None = None,
 ) -> tuple[RawItem, Truncated | None]:
-    kept = _truncate(text, ctx.max_text_chars)
+    kept = truncate_text(text, ctx.max_text_chars)
     truncated = Truncated(ctx.label, len(text), len(kept)) if kept != text else None
     item = RawItem(
         source="corpus",
@@ -710,7 +720,7 @@ def _read_jsonl(data: bytes, label: str, max_text_chars: int, result: FileResult
         except WireError as exc:
             result.rejected.append(Rejected(where, f"line {lineno}: {exc}"))
             continue
-        kept = _truncate(item.text, max_text_chars)
+        kept = truncate_text(item.text, max_text_chars)
         if kept != item.text:
             result.truncated.append(Truncated(where, len(item.text), len(kept)))
             item.text = kept
@@ -724,7 +734,7 @@ def read_corpus_file(
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
     collected_at: datetime | None = None,
 ) -> FileResult:
-    """Read one file into RawItems; problems come back in ``rejected`` and ``truncated``.
+    """Read one file into RawItems; problems come back in ``rejected``, ``truncated`` and ``warnings``.
 
     Never raises for bad content. (A non-positive limit is a programming error and raises ValueError.)
     """
@@ -773,6 +783,12 @@ def read_corpus_file(
         return reject(problem or "not valid UTF-8")
     if not text.strip():
         return reject("empty file")
+    if suffix in _JSON_SUFFIXES:
+        # telegram_export builds on this module's FileResult, Rejected and Truncated, so importing it at
+        # the top would be circular; after the first call this is a dictionary lookup.
+        from monitor.collectors.telegram_export import parse_export  # noqa: PLC0415
+
+        return parse_export(text, path=label, collected_at=collected_at, max_text_chars=max_text_chars)
 
     resolved = path.resolve()
     ctx = _Context(
