@@ -27,6 +27,7 @@ from monitor.bus.keys import Keys
 from monitor.bus.publish import Publisher
 from monitor.bus.redis import EmbeddedRedis, Redis, open_redis
 from monitor.bus.trim import run_trimmer
+from monitor.collectors.base import Checkpoints, Emitter
 from monitor.collectors.corpus import ingest_paths
 from monitor.config import Settings
 from monitor.metrics import Metrics, metrics_app
@@ -117,12 +118,21 @@ class Daemon:
                 spawn(worker.run(), f"worker-{worker.stage.name}")
             spawn(run_trimmer(redis, keys, settings.redis.retention, self.metrics, self.stop), "trimmer")
             spawn(self._export_stats(redis), "stats")
+            emitter = Emitter(publisher, Checkpoints(redis, keys), self.metrics)
+            collecting: list[asyncio.Task[None]] = []  # one-shot collection that --once waits for
             corpus = settings.collectors.corpus
-            ingest: asyncio.Task[None] | None = None
             if corpus.enabled and corpus.paths:
-                ingest = spawn(self._ingest(publisher), "corpus")
+                collecting.append(spawn(self._ingest(publisher), "corpus"))
+            web = settings.collectors.telegram_web
+            if web.enabled is not False and web.channels:
+                task = spawn(_guard("telegram_web", self._telegram_web(emitter)), "telegram_web")
+                if self.once:
+                    collecting.append(task)
+            telegram = settings.collectors.telegram
+            if telegram.enabled is not False and telegram.channels and not self.once:  # streaming: not in --once
+                spawn(_guard("telegram", self._telegram(redis, emitter)), "telegram")
             if self.once:
-                spawn(self._stop_when_drained(redis, ingest), "once")
+                spawn(self._stop_when_drained(redis, collecting), "once")
             self.ready.set()
             log.info(
                 "monitor running",
@@ -143,10 +153,36 @@ class Daemon:
         except (RedisError, OSError) as exc:
             log.error("corpus ingestion failed", error=str(exc))
 
-    async def _stop_when_drained(self, redis: Redis, ingest: asyncio.Task[None] | None) -> None:
+    async def _telegram_web(self, emitter: Emitter) -> None:
+        from monitor.collectors.telegram_web import TelegramWebCollector  # noqa: PLC0415 - only when enabled
+
+        collector = TelegramWebCollector(
+            self.settings.collectors.telegram_web, emitter, emitter.checkpoints, self.metrics
+        )
+        try:
+            if self.once:
+                await collector.run_once()
+            else:
+                await collector.run(self.stop)
+        finally:
+            await collector.aclose()
+
+    async def _telegram(self, redis: Redis, emitter: Emitter) -> None:
+        from monitor.collectors import telegram_runtime as tg  # noqa: PLC0415 - Telethon only when enabled
+
+        settings = self.settings.collectors.telegram
+        if not tg.credentials_present(settings):
+            log.info(
+                "telegram collector disabled: set TELEGRAM_API_ID and TELEGRAM_API_HASH "
+                "(collectors.telegram.api_id/api_hash) and run `monitor telegram login`"
+            )
+            return
+        await tg.run_collector(settings, redis, self.keys, emitter, self.metrics, self.stop)
+
+    async def _stop_when_drained(self, redis: Redis, collecting: list[asyncio.Task[None]]) -> None:
         """For ``--once``: stop after two consecutive checks find nothing left to process."""
-        if ingest is not None:
-            await asyncio.wait([ingest])
+        if collecting:
+            await asyncio.wait(collecting)
         quiet = 0
         while not self.stop.is_set():
             status = await pipeline_status(redis, self.keys)
@@ -221,7 +257,7 @@ class Daemon:
 
     def _log_collectors(self) -> None:
         collectors = self.settings.collectors
-        for name in ("telegram", "telegram_web", "x", "feeds"):
+        for name in ("x", "feeds"):
             cfg = getattr(collectors, name)
             wanted = bool(
                 getattr(cfg, "channels", None) or getattr(cfg, "urls", None) or getattr(cfg, "accounts", None)
@@ -255,6 +291,16 @@ def _name(info: dict[str, object]) -> str:
 
 async def _named(coro: Awaitable[None]) -> None:
     await coro
+
+
+async def _guard(name: str, coro: Awaitable[None]) -> None:
+    """Run a collector so that its crash is logged and does not bring down the daemon."""
+    try:
+        await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("collector failed", collector=name, error=f"{type(exc).__name__}: {exc}")
 
 
 async def run_daemon(settings: Settings, *, once: bool = False) -> None:
