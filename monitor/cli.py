@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -143,6 +144,43 @@ def status(
         typer.echo(json.dumps(state.to_dict(), default=str, indent=2))
     else:
         render_status(state, Console())
+
+
+telegram_app = typer.Typer(
+    help="Telegram (Telethon) account: log in, and push a channel's history.", no_args_is_help=True
+)
+app.add_typer(telegram_app, name="telegram")
+
+
+@telegram_app.command("login")
+def telegram_login(config: ConfigOption = None) -> None:
+    """Log in interactively (phone, code, 2FA password) and save the SQLite session file."""
+    from monitor.collectors.telegram import login  # noqa: PLC0415 - Telethon only for this command
+
+    settings = _settings(config)
+    try:
+        typer.echo(asyncio.run(login(settings.collectors.telegram)))
+    except MonitorError as exc:
+        raise _fail(exc) from None
+
+
+@telegram_app.command("backfill")
+def telegram_backfill(
+    channel: Annotated[str, typer.Argument(help="username, t.me link or numeric id")],
+    since: Annotated[datetime, typer.Option("--since", help="oldest date to fetch (UTC), e.g. 2023-05-01")],
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="at most this many messages")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Push a channel's history since a date into the pipeline, with a progress bar."""
+    from monitor.collectors.telegram import backfill_command  # noqa: PLC0415
+
+    settings = _settings(config)
+    when = since if since.tzinfo else since.replace(tzinfo=UTC)
+    try:
+        count = asyncio.run(backfill_command(settings, channel, since=when, limit=limit, progress=sys.stderr.isatty()))
+    except MonitorError as exc:
+        raise _fail(exc) from None
+    err.print(f"{count} new item(s) from {channel}")
 
 
 @app.command()

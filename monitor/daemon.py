@@ -129,8 +129,16 @@ class Daemon:
                 if self.once:
                     collecting.append(task)
             telegram = settings.collectors.telegram
-            if telegram.enabled is not False and telegram.channels and not self.once:  # streaming: not in --once
-                spawn(_guard("telegram", self._telegram(redis, emitter)), "telegram")
+            if telegram.enabled is not False and not self.once:  # a streaming collector: not in --once
+                if telegram.api_id and telegram.api_hash and telegram.api_hash.get_secret_value():
+                    if telegram.channels:
+                        spawn(_guard("telegram", self._telegram(redis, emitter)), "telegram")
+                else:
+                    log.info(
+                        "telegram collector disabled: no API credentials. To enable it set TELEGRAM_API_ID and "
+                        "TELEGRAM_API_HASH (collectors.telegram.api_id/api_hash), run `monitor telegram login`, "
+                        "and list collectors.telegram.channels"
+                    )
             if self.once:
                 spawn(self._stop_when_drained(redis, collecting), "once")
             self.ready.set()
@@ -168,15 +176,9 @@ class Daemon:
             await collector.aclose()
 
     async def _telegram(self, redis: Redis, emitter: Emitter) -> None:
-        from monitor.collectors import telegram_runtime as tg  # noqa: PLC0415 - Telethon only when enabled
+        from monitor.collectors import telegram as tg  # noqa: PLC0415 - Telethon only when enabled
 
         settings = self.settings.collectors.telegram
-        if not tg.credentials_present(settings):
-            log.info(
-                "telegram collector disabled: set TELEGRAM_API_ID and TELEGRAM_API_HASH "
-                "(collectors.telegram.api_id/api_hash) and run `monitor telegram login`"
-            )
-            return
         await tg.run_collector(settings, redis, self.keys, emitter, self.metrics, self.stop)
 
     async def _stop_when_drained(self, redis: Redis, collecting: list[asyncio.Task[None]]) -> None:
