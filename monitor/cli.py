@@ -74,7 +74,10 @@ def run(
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="files or folders of .txt/.md/.html/.jsonl articles")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="files or folders of .txt/.md/.html/.jsonl articles and Telegram export result.json files"),
+    ],
     config: ConfigOption = None,
 ) -> None:
     """Push article files into the raw stream, with a progress bar."""
