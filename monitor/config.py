@@ -177,14 +177,26 @@ class TelegramWebSettings(Section):
 
 
 class XSettings(Section):
-    """X API v2 filtered stream or polling (implemented in a later release)."""
+    """X API v2: the filtered stream, or polling of recent search and user timelines."""
 
     enabled: AutoBool = "auto"
     bearer_token: SecretStr | None = None
     base_url: str = "https://api.x.com"
     mode: Literal["stream", "poll"] = "stream"
+    # Every post from these accounts (stream rules "from:a OR from:b ..."; polling reads their timelines).
     accounts: list[str] = Field(default_factory=list)
+    # Search queries / stream rules in X's rule syntax, e.g. "Bakhmut lang:en".
     queries: list[str] = Field(default_factory=list)
+    # Leave retweets out (adds -is:retweet to every rule).
+    include_retweets: bool = False
+    # Access-tier limits, checked before rules are sent.
+    max_rules: int = Field(5, ge=1)
+    max_rule_length: int = Field(512, ge=10)
+    # Polling period (the rate-limit headers may stretch it).
+    poll_interval: Seconds = 60.0
+    # A stream silent this long (no data, no keep-alive) is treated as dead and reconnected.
+    stall_timeout: Seconds = 20.0
+    timeout: Seconds = 30.0
 
     @field_validator("bearer_token", mode="before")
     @classmethod
@@ -193,12 +205,18 @@ class XSettings(Section):
 
 
 class FeedsSettings(Section):
-    """RSS/Atom feeds (implemented in a later release)."""
+    """RSS/Atom feeds, optionally with the full article text of each entry."""
 
     enabled: AutoBool = True
     urls: list[str] = Field(default_factory=list)
     interval: Seconds = 600.0
+    jitter: float = Field(0.1, ge=0, le=1)
     fetch_full_text: bool = False
+    timeout: Seconds = 30.0
+    # At most this many requests at once to one host.
+    per_host_concurrency: int = Field(2, ge=1)
+    # A feed with no new entry for longer than this is reported stale.
+    stale_after: Seconds = 2 * 86400.0
 
 
 class CollectorsSettings(Section):

@@ -124,6 +124,36 @@ class Metrics:
             ["source", "channel"],
             registry=r,
         )
+        self.collector_reconnects = Counter(
+            "warwatch_collector_reconnects_total",
+            "Reconnects of a streaming collector (X filtered stream, Telegram).",
+            ["source", "channel"],
+            registry=r,
+        )
+        self.collector_backoff = Gauge(
+            "warwatch_collector_backoff_seconds",
+            "Current backoff before a collector's next attempt on a channel; 0 when none.",
+            ["source", "channel"],
+            registry=r,
+        )
+        self.rate_limit_remaining = Gauge(
+            "warwatch_x_rate_limit_remaining",
+            "Requests left in the current X rate-limit window (x-rate-limit-remaining), per endpoint.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.rate_limit_reset = Gauge(
+            "warwatch_x_rate_limit_reset_timestamp_seconds",
+            "When the current X rate-limit window resets (x-rate-limit-reset), per endpoint.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.feed_stale = Gauge(
+            "warwatch_feed_stale",
+            "1 when a feed has had no new entry for longer than feeds.stale_after.",
+            ["channel"],
+            registry=r,
+        )
         self.redis_up = Gauge("warwatch_redis_up", "1 when the last Redis check answered.", registry=r)
         self.rules_loaded = Gauge("warwatch_rules_loaded", "Alert rules currently compiled.", registry=r)
 
