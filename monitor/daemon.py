@@ -100,7 +100,6 @@ class Daemon:
             )
             for stage in stages
         ]
-        self._log_collectors()
         tasks: list[asyncio.Task[None]] = []
         async with asyncio.TaskGroup() as group:
 
@@ -139,6 +138,20 @@ class Daemon:
                         "TELEGRAM_API_HASH (collectors.telegram.api_id/api_hash), run `monitor telegram login`, "
                         "and list collectors.telegram.channels"
                     )
+            feeds = settings.collectors.feeds
+            if feeds.enabled is not False and feeds.urls:
+                task = spawn(_guard("feeds", self._feeds(emitter)), "feeds")
+                if self.once:
+                    collecting.append(task)
+            x = settings.collectors.x
+            if x.enabled is not False and (x.accounts or x.queries):
+                if x.bearer_token is not None and x.bearer_token.get_secret_value():
+                    if not self.once or x.mode == "poll":  # the filtered stream is skipped by --once
+                        task = spawn(_guard("x", self._x(redis, emitter)), "x")
+                        if self.once:
+                            collecting.append(task)
+                else:
+                    log.info("x collector disabled: set X_BEARER_TOKEN (collectors.x.bearer_token) to enable it")
             if self.once:
                 spawn(self._stop_when_drained(redis, collecting), "once")
             self.ready.set()
@@ -167,6 +180,30 @@ class Daemon:
         collector = TelegramWebCollector(
             self.settings.collectors.telegram_web, emitter, emitter.checkpoints, self.metrics
         )
+        try:
+            if self.once:
+                await collector.run_once()
+            else:
+                await collector.run(self.stop)
+        finally:
+            await collector.aclose()
+
+    async def _feeds(self, emitter: Emitter) -> None:
+        from monitor.collectors.feeds import FeedCollector  # noqa: PLC0415 - only when enabled
+
+        collector = FeedCollector(self.settings.collectors.feeds, emitter, emitter.checkpoints, self.metrics)
+        try:
+            if self.once:
+                await collector.run_once()
+            else:
+                await collector.run(self.stop)
+        finally:
+            await collector.aclose()
+
+    async def _x(self, redis: Redis, emitter: Emitter) -> None:
+        from monitor.collectors.x import XCollector  # noqa: PLC0415 - only when enabled
+
+        collector = XCollector(self.settings.collectors.x, emitter, emitter.checkpoints, self.metrics, self.keys, redis)
         try:
             if self.once:
                 await collector.run_once()
@@ -256,16 +293,6 @@ class Daemon:
             await self.stop.wait()
         finally:
             await runner.cleanup()
-
-    def _log_collectors(self) -> None:
-        collectors = self.settings.collectors
-        for name in ("x", "feeds"):
-            cfg = getattr(collectors, name)
-            wanted = bool(
-                getattr(cfg, "channels", None) or getattr(cfg, "urls", None) or getattr(cfg, "accounts", None)
-            )
-            if cfg.enabled is not False and wanted:
-                log.warning("collector not available in this release; skipping", collector=name)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT set the stop event; a second one exits at once."""
