@@ -233,7 +233,7 @@ def test_logs_redact_secrets() -> None:
     assert "abc.def.ghi" not in text
     first = json.loads(text.splitlines()[0])
     assert first["bearer_token"] == "***" and first["url"] == "redis://u:***@h:6379/0"
-    configure_logging(LogSettings(level="warning", format="json"), stream=io.StringIO())
+    structlog.reset_defaults()  # leave no configuration behind for the tests that follow
 
 
 def test_redact_url() -> None:

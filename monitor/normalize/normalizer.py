@@ -1,5 +1,8 @@
 """RawItem -> Item: the same cleaning for every source, so corpus articles and live posts compare.
 
+A title that the text does not already start with (a feed entry's headline) is put in front of the
+text, so rules match headlines too.
+
 Steps: NFKC and control/zero-width/bidi removal with whitespace and punctuation folding
 (``text.clean_text``), boilerplate removal (``boilerplate.strip_boilerplate``; what was removed is
 logged at debug level), truncation at ``normalizer.max_text_chars`` (logged, never silent), language
@@ -59,6 +62,9 @@ class Normalizer:
             )
             text = truncate(text, self.settings.max_text_chars)
         title = clean_text(raw.title) if raw.title else None
+        if title and title.casefold() not in text[: len(title) + 500].casefold():
+            # A headline that is not part of the body (feed entries) is matched and read with it.
+            text = f"{title}\n\n{text}" if text else title
         return Item(
             id=the_id,
             source=raw.source,
