@@ -77,3 +77,39 @@ def test_headline_outside_the_body_is_matched() -> None:
         RawItem(**{**{f: getattr(raw, f) for f in raw.__struct_fields__}, "text": raw.title + "\n\nBody."})
     )
     assert repeated.text.count("Bakhmut") == 1
+
+
+async def test_x_polling_flows_to_alerts_once(redis_url: str, redis_client: aioredis.Redis, keys: Keys) -> None:
+    """`run --once` in poll mode reads the account timeline and the query; a tweet found by both is one Item."""
+    from tests.x_server import FakeX  # noqa: PLC0415 - local to this test
+
+    fake = FakeX("test-token")
+    fake.add_user("100", "nexta_tv", "NEXTA")
+    fake.add_tweet(1001, "100", "Heavy shelling reported near Bakhmut this morning.")
+    fake.add_tweet(1002, "100", "Protests continue in Minsk.")
+    fake.timelines["100"] = ["1001", "1002"]
+    for query in ("Bakhmut", "Bakhmut -is:retweet", "(Bakhmut) -is:retweet"):  # the fake matches exact queries
+        fake.search[query] = ["1001"]
+    http = TestServer(fake.app(), host="127.0.0.1")
+    await http.start_server()
+    try:
+        x = {
+            "bearer_token": "test-token",
+            "base_url": str(http.make_url("")).rstrip("/"),
+            "mode": "poll",
+            "accounts": ["nexta_tv"],
+            "queries": ["Bakhmut"],
+        }
+        settings = make_settings(redis_url, keys, [], collectors={"x": x})
+        await run_once(settings)
+        items = [decode_entry(Item, f) for _, f in await redis_client.xrange(keys.items)]
+        assert sorted(i.id for i in items) == ["x:nexta_tv:1001", "x:nexta_tv:1002"]
+        alerts = [decode_entry(Alert, f) for _, f in await redis_client.xrange(keys.alerts)]
+        assert [a.item_id for a in alerts] == ["x:nexta_tv:1001"]
+        assert alerts[0].url == "https://x.com/nexta_tv/status/1001"
+        searches = [r.query.get("query") for r in fake.requests if r.path == "/2/tweets/search/recent"]
+        assert searches and all(q in fake.search for q in searches)  # the search did return tweet 1001
+        await run_once(settings)
+        assert await redis_client.xlen(keys.items) == 2
+    finally:
+        await http.close()
