@@ -537,6 +537,23 @@ async def test_poll_search_paginates_from_since_id_and_advances_checkpoint(env: 
     assert item_id((await env.published())[-1]) == "x:kyivindependent:5026"
 
 
+async def test_poll_recovers_from_a_checkpoint_older_than_the_search_window(env: Env) -> None:
+    """A since_id X rejects as too old (400) is dropped: the newest posts are read and the checkpoint moves on."""
+    query = "Bakhmut"
+    for n in range(7001, 7006):
+        env.fake.add_tweet(n, "100", f"Bakhmut update {n}")
+    env.fake.search[with_retweet_filter(query, False)] = [str(n) for n in range(7001, 7006)]
+    env.fake.oldest_searchable_id = 7000
+    await env.checkpoints.set("x", f"query:{query}", "42")
+    collector = env.collector(mode="poll", queries=[query])
+    assert await collector.poll_once() == 5
+    sent = [r.query.get("since_id") for r in env.fake.requests if r.path == "/2/tweets/search/recent"]
+    assert sent == ["42", None]
+    assert await env.checkpoints.get("x", f"query:{query}") == "7005"
+    assert env.metrics.collector_errors.labels("x", f"query:{query}", "checkpoint_expired")._value.get() == 1
+    assert await collector.poll_once() == 0  # the next cycle uses the new checkpoint and succeeds
+
+
 async def test_poll_checkpoint_moves_only_after_redis_accepted(env: Env) -> None:
     """When Redis refuses the items the checkpoint stays; the next poll re-reads and then advances it."""
     env.fake.search["Vuhledar -is:retweet"] = ["6001", "6002"]

@@ -94,6 +94,8 @@ class FakeX:
         # kind -> (remaining, reset) for the x-rate-limit headers; default 100 left, reset in 15 min.
         self.limits: dict[str, tuple[int, int]] = {}
         self._next_rule_id = 1000
+        # Recent search only reaches back so far: an older since_id is answered with 400, as X does.
+        self.oldest_searchable_id = 0
 
     # -- data set-up --------------------------------------------------------------------------------
 
@@ -372,6 +374,14 @@ class FakeX:
         if gated is not None:
             return gated
         query = request.query.get("query", "")
+        since_id = request.query.get("since_id")
+        if since_id and int(since_id) < self.oldest_searchable_id:
+            detail = (
+                f"Invalid 'since_id':'{since_id}'. 'since_id' must be a tweet id created after "
+                "2024-02-23T08:00Z. Please use a 'since_id' that is larger than "
+                f"{self.oldest_searchable_id}"
+            )
+            return self.problem(400, "Invalid Request", detail, self._limit_headers("search"))
         if "next_token" in request.query and self.fail_later_pages > 0:
             self.fail_later_pages -= 1
             return self.problem(503, "Service Unavailable", "injected 503", self._limit_headers("search"))

@@ -903,6 +903,18 @@ class XCollector:
             try:
                 body = await self._request("GET", endpoint, path, params=page_params)
             except XApiError as exc:
+                if exc.status == 400 and "since_id" in params and "since_id" in exc.detail and not pages:
+                    # The checkpoint is older than recent search reaches (7 days): start again from the
+                    # newest posts rather than failing on every cycle. Posts in between cannot be read.
+                    log.warning(
+                        "x checkpoint older than the search window; reading the latest posts instead",
+                        channel=channel,
+                        since_id=params["since_id"],
+                    )
+                    self._error(channel, "checkpoint_expired")
+                    params = {k: v for k, v in params.items() if k != "since_id"}
+                    limit = FIRST_RUN_PAGES
+                    continue
                 self._error(channel, exc.kind)
                 log.warning("x poll request failed", channel=channel, error=str(exc))
                 complete = False
