@@ -295,6 +295,8 @@ class Settings(Section):
 
     # Where the config came from; relative paths in it were resolved against its folder.
     source_path: Path | None = Field(default=None, exclude=True)
+    # The rule files (``rules/*.yaml`` beside the config) whose rules were added to ``rules``.
+    rule_paths: list[Path] = Field(default_factory=list, exclude=True)
 
     @field_validator("rules")
     @classmethod
@@ -394,29 +396,105 @@ def config_path(path: Path | str | None) -> Path | None:
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None
 
 
-def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = None) -> Settings:
-    """Read and validate config.yaml (or defaults when there is none); raise ConfigError on problems."""
-    chosen = config_path(path)
-    if chosen is None:
-        settings = parse_config({}, source="(defaults)", env=env, base_dir=Path.cwd())
-        return settings
+RULES_DIR = "rules"
+
+
+def _read_yaml(path: Path) -> Any:
+    """Parse one YAML file; a ConfigError names the file and, for syntax errors, the line."""
     try:
-        text = chosen.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([("(file)", f"config file {chosen} does not exist")], str(chosen)) from None
+        raise ConfigError([("(file)", f"config file {path} does not exist")], str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([("(file)", f"cannot read {chosen}: {exc}")], str(chosen)) from None
+        raise ConfigError([("(file)", f"cannot read {path}: {exc}")], str(path)) from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
         if mark is not None:
             where = f"line {mark.line + 1}, column {mark.column + 1}: "
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([("(yaml)", f"{where}{problem}")], str(chosen)) from None
-    settings = parse_config(data, source=str(chosen), env=env, base_dir=chosen.resolve().parent)
-    settings.source_path = chosen.resolve()
+        raise ConfigError([("(yaml)", f"{where}{problem}")], str(path)) from None
+
+
+def rule_files(base_dir: Path) -> list[Path]:
+    """The ``*.yaml``/``*.yml`` files in ``<base_dir>/rules`` (recursively, hidden ones skipped), sorted."""
+    folder = base_dir / RULES_DIR
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
+    return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _load_rule_files(
+    files: list[Path], base_dir: Path, env: dict[str, str]
+) -> tuple[list[Rule], list[tuple[str, str]], list[str]]:
+    """Rules from rule files, with problems as ``("<file>: rules[i].field", message)``."""
+    rules: list[Rule] = []
+    problems: list[tuple[str, str]] = []
+    origins: list[str] = []
+    for path in files:
+        label = str(path.relative_to(base_dir))
+        try:
+            data = _read_yaml(path)
+        except ConfigError as exc:
+            problems.extend((f"{label}: {where}", message) for where, message in exc.problems)
+            continue
+        if isinstance(data, dict) and set(data) <= {"rules"}:
+            data = data.get("rules")
+        if data is None:
+            continue
+        if not isinstance(data, list):
+            problems.append((label, "expected a list of rules (or a mapping with a 'rules' list)"))
+            continue
+        for index, entry in enumerate(data):
+            entry_problems: list[tuple[str, str]] = []
+            entry = _interpolate(entry, ["rules", index], env, entry_problems)
+            problems.extend((f"{label}: {where}", message) for where, message in entry_problems)
+            try:
+                rules.append(Rule.model_validate(entry))
+                origins.append(f"{label}: rules[{index}]")
+            except ValidationError as exc:
+                for error in exc.errors():
+                    message = error["msg"].removeprefix("Value error, ")
+                    if error["type"] == "extra_forbidden":
+                        message = "unknown key"
+                    where = _field_path(("rules", index, *error["loc"]))
+                    problems.append((f"{label}: {where}", message))
+    return rules, problems, origins
+
+
+def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = None) -> Settings:
+    """Read and validate config.yaml (or defaults when there is none) plus the rule files beside it.
+
+    Rules come from the config's ``rules`` list and from every YAML file in the ``rules/`` folder next
+    to the config file. Raises ConfigError listing every problem, each with its file and field path.
+    """
+    chosen = config_path(path)
+    environment = dict(os.environ) if env is None else env
+    if chosen is None:
+        settings = parse_config({}, source="(defaults)", env=environment, base_dir=Path.cwd())
+        base_dir = Path.cwd()
+        source = "(defaults)"
+    else:
+        data = _read_yaml(chosen)
+        base_dir = chosen.resolve().parent
+        source = str(chosen)
+        settings = parse_config(data, source=source, env=environment, base_dir=base_dir)
+        settings.source_path = chosen.resolve()
+    files = rule_files(base_dir)
+    if files:
+        extra, problems, origins = _load_rule_files(files, base_dir, environment)
+        defined = {rule.name: "config rules" for rule in settings.rules}
+        for rule, origin in zip(extra, origins, strict=True):
+            if rule.name in defined:
+                problems.append((f"{origin}.name", f"rule name {rule.name!r} is also defined in {defined[rule.name]}"))
+            defined.setdefault(rule.name, origin)
+        if problems:
+            raise ConfigError(problems, source)
+        settings.rules = [*settings.rules, *extra]
+        settings.rule_paths = files
     return settings
 
 

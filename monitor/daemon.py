@@ -15,6 +15,7 @@ import signal
 import socket
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -29,7 +30,8 @@ from monitor.bus.redis import EmbeddedRedis, Redis, open_redis
 from monitor.bus.trim import run_trimmer
 from monitor.collectors.base import Checkpoints, Emitter
 from monitor.collectors.corpus import ingest_paths
-from monitor.config import Settings
+from monitor.config import Settings, load_config, rule_files
+from monitor.errors import ConfigError
 from monitor.metrics import Metrics, metrics_app
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.stage import NormalizerStage
@@ -53,6 +55,9 @@ class Daemon:
     redis: Redis | None = None
     metrics_port: int | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    reload_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    rules_poll_interval: float = 2.0
+    alerter: AlerterStage | None = None
 
     @property
     def keys(self) -> Keys:
@@ -85,6 +90,7 @@ class Daemon:
         publisher = Publisher(redis, keys, settings.redis.dedup_ttl)
         stage_publisher = Publisher(redis, keys, settings.redis.stage_dedup_ttl)
         stages = self.build_stages(redis)
+        self.alerter = next(stage for stage in stages if isinstance(stage, AlerterStage))
         for stage in stages:
             await ensure_group(redis, stage.stream, stage.group)
         workers = [
@@ -117,6 +123,7 @@ class Daemon:
                 spawn(worker.run(), f"worker-{worker.stage.name}")
             spawn(run_trimmer(redis, keys, settings.redis.retention, self.metrics, self.stop), "trimmer")
             spawn(self._export_stats(redis), "stats")
+            spawn(self._watch_rules(), "rules")
             emitter = Emitter(publisher, Checkpoints(redis, keys), self.metrics)
             collecting: list[asyncio.Task[None]] = []  # one-shot collection that --once waits for
             corpus = settings.collectors.corpus
@@ -187,6 +194,60 @@ class Daemon:
                 await collector.run(self.stop)
         finally:
             await collector.aclose()
+
+    def _rules_fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        """What the rules depend on: the config file and every rule file, with their mtimes and sizes."""
+        source = self.settings.source_path
+        paths = [source] if source else []
+        paths += rule_files(source.parent if source else Path.cwd())
+        marks = []
+        for path in paths:
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            marks.append((str(path), stat.st_mtime_ns, stat.st_size))
+        return tuple(marks)
+
+    def reload_rules(self) -> bool:
+        """Re-read the config and rule files and swap in the new rules; keep the old ones if invalid."""
+        try:
+            settings = load_config(self.settings.source_path)
+        except ConfigError as exc:
+            self.metrics.rules_reloads.labels("failed").inc()
+            self.metrics.rules_reload_success.set(0)
+            log.error(
+                "rule reload rejected; the previous rules stay active",
+                problems=[f"{where}: {message}" for where, message in exc.problems],
+            )
+            return False
+        engine = AlertEngine(settings.rules)
+        if self.alerter is not None:
+            self.alerter.engine = engine
+        self.settings.rules = settings.rules
+        self.metrics.rules_loaded.set(engine.rule_count)
+        self.metrics.rules_reloads.labels("ok").inc()
+        self.metrics.rules_reload_success.set(1)
+        log.info("rules reloaded", rules=engine.rule_count)
+        return True
+
+    async def _watch_rules(self) -> None:
+        """Reload the rules on SIGHUP, and when the config file or a rule file changes."""
+        seen = self._rules_fingerprint()
+        while not self.stop.is_set():
+            waiters = {asyncio.ensure_future(self.stop.wait()), asyncio.ensure_future(self.reload_requested.wait())}
+            try:
+                await asyncio.wait(waiters, timeout=self.rules_poll_interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if self.stop.is_set():
+                return
+            current = self._rules_fingerprint()
+            if self.reload_requested.is_set() or current != seen:
+                self.reload_requested.clear()
+                seen = current
+                self.reload_rules()
 
     async def _feeds(self, emitter: Emitter) -> None:
         from monitor.collectors.feeds import FeedCollector  # noqa: PLC0415 - only when enabled
@@ -311,6 +372,13 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, on_signal, sig.name)
+
+        def on_hangup() -> None:
+            log.info("SIGHUP received; reloading rules")
+            self.reload_requested.set()
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, on_hangup)
 
 
 def _name(info: dict[str, object]) -> str:

@@ -156,6 +156,17 @@ class Metrics:
         )
         self.redis_up = Gauge("warwatch_redis_up", "1 when the last Redis check answered.", registry=r)
         self.rules_loaded = Gauge("warwatch_rules_loaded", "Alert rules currently compiled.", registry=r)
+        self.rules_reloads = Counter(
+            "warwatch_rules_reloads_total",
+            "Rule reloads (SIGHUP or a changed file), by outcome.",
+            ["status"],
+            registry=r,
+        )
+        self.rules_reload_success = Gauge(
+            "warwatch_rules_last_reload_success",
+            "1 when the last rule reload was applied, 0 when rejected.",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The exposition text for /metrics."""
