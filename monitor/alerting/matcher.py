@@ -47,6 +47,106 @@ def fold_term(term: str) -> str:
     return fold(" ".join(WORD.findall(term)))
 
 
+_QUOTES = '"“”„«»'
+
+
+def term_forms(term: str) -> tuple[bool, dict[str, str]]:
+    """``(is_prefix, {folded surface form: how it was derived})`` for a rule term.
+
+    ``"Бахмут"`` (quoted) matches only as written; ``Бахм*`` matches any word starting with it;
+    other terms also match their Ukrainian/Russian case forms and transliterations
+    (``monitor.alerting.forms``).
+    """
+    stripped = term.strip()
+    if len(stripped) > 1 and stripped[0] in _QUOTES and stripped[-1] in _QUOTES:
+        folded = fold_term(stripped[1:-1])
+        return False, {folded: "exact (quoted)"} if folded else {}
+    if stripped.endswith("*"):
+        folded = fold_term(stripped[:-1])
+        return True, {folded: "prefix"} if folded else {}
+    folded = fold_term(stripped)
+    forms = {folded: "as written"} if folded else {}
+    if _expand is not None:
+        for form, how in _expand(stripped).forms.items():
+            if form:
+                forms.setdefault(form, how)
+    return False, forms
+
+
+try:  # the inflection/transliteration model; matching works without it (as written, prefix, exact)
+    from monitor.alerting.forms import expand_term as _expand
+except ImportError:  # pragma: no cover - only while the module is absent
+    _expand = None
+
+
+# --- obfuscation -----------------------------------------------------------------------------------
+# Homoglyphs: letters that look alike in Latin and Cyrillic. In a word that mixes the two scripts, the
+# minority script's look-alikes are read as the majority script's letters ("Bаkhmut" with a Cyrillic
+# а is Bakhmut). Words written in one script are never touched.
+_CYR_TO_LAT = str.maketrans("аеорсухіјѕкмнвтАЕОРСУХІЈЅКМНВТ", "aeopcyxijskmhbtAEOPCYXIJSKMHBT")
+_LAT_TO_CYR = str.maketrans("aeopcyxikmhbtAEOPCYXIKMHBT", "аеорсухікмнвтАЕОРСУХІКМНВТ")
+_LATIN = re.compile(r"[A-Za-z]")
+_CYRILLIC = re.compile(r"[Ѐ-ӿ]")
+# A Latin letter next to a Cyrillic one inside a word, or four or more single letters kept apart by
+# one separator each ("B.a.k.h.m.u.t", "Б а х м у т").
+_SUSPICIOUS = re.compile(r"[A-Za-z][Ѐ-ӿ]|[Ѐ-ӿ][A-Za-z]|(?<!\w)(?:\w[ .·•_*/|+-]){3,}\w(?!\w)")
+
+
+def _looks_obfuscated(text: str) -> bool:
+    return _SUSPICIOUS.search(text) is not None
+
+
+def _one_script(word: str) -> str:
+    """A mixed-script word rewritten in the one script all its letters can be read in (else the majority's)."""
+    latin = len(_LATIN.findall(word))
+    cyrillic = len(_CYRILLIC.findall(word))
+    if not latin or not cyrillic:
+        return word
+    as_cyrillic = word.translate(_LAT_TO_CYR)
+    as_latin = word.translate(_CYR_TO_LAT)
+    cyrillic_ok = not _LATIN.search(as_cyrillic)
+    latin_ok = not _CYRILLIC.search(as_latin)
+    if cyrillic_ok != latin_ok:
+        return as_cyrillic if cyrillic_ok else as_latin
+    return as_latin if latin > cyrillic else as_cyrillic
+
+
+_SEPARATORS = frozenset(" .·•_*/|+-")
+
+
+def deobfuscated_view(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """A match view with homoglyphs resolved and spaced-out letters joined, and each token's span.
+
+    Slower than ``match_view`` (Python per token), so it runs only when ``_SUSPICIOUS`` finds something.
+    A run of four or more one-letter words, each apart from the next by exactly one separator
+    character, is read as one word.
+    """
+    found = [(m.group(), m.start(), m.end()) for m in WORD.finditer(text)]
+    words: list[str] = []
+    spans: list[tuple[int, int]] = []
+    index = 0
+    while index < len(found):
+        run_end = index
+        while (
+            run_end + 1 < len(found)
+            and len(found[run_end][0]) == 1
+            and len(found[run_end + 1][0]) == 1
+            and found[run_end + 1][1] - found[run_end][2] == 1
+            and text[found[run_end][2]] in _SEPARATORS
+        ):
+            run_end += 1
+        if run_end - index + 1 >= 4:
+            words.append("".join(word for word, _, _ in found[index : run_end + 1]))
+            spans.append((found[index][1], found[run_end][2]))
+            index = run_end + 1
+            continue
+        word, start, end = found[index]
+        words.append(_one_script(word))
+        spans.append((start, end))
+        index += 1
+    return " " + fold(" ".join(words)) + " ", spans
+
+
 @dataclass(slots=True)
 class Hit:
     """A term of one rule found in the text; ``start``/``end`` index the original text."""
@@ -54,6 +154,8 @@ class Hit:
     term: str
     start: int
     end: int
+    form: str = ""
+    how: str = "as written"
 
 
 @dataclass(slots=True)
@@ -74,47 +176,58 @@ class CompiledRules:
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
-        ids: dict[str, int] = {}
+        ids: dict[tuple[str, bool], int] = {}
         self._any_mask: list[int] = []
         self._none_mask: list[int] = []
         self._all_slots: list[int] = []  # per pattern: the (rule, all-term) slots it satisfies
         self._all_rules: list[int] = []  # per pattern: rules that use it as an all-term
         self._required: list[int] = []  # per rule: its all-term slots
         self._positives: list[list[tuple[int, str]]] = []  # per rule: (pattern id, term as written)
+        self._how: dict[tuple[int, str], str] = {}  # (pattern id, term) -> how that form was derived
         slot = 0
 
-        def pattern_id(folded: str) -> int:
-            if folded not in ids:
-                ids[folded] = len(ids)
-                for masks in (self._any_mask, self._none_mask, self._all_slots, self._all_rules):
-                    masks.append(0)
-            return ids[folded]
+        def pattern_ids(term: str) -> list[int]:
+            """The pattern ids of every surface form of ``term`` (see ``term_forms``)."""
+            prefix, forms = term_forms(term)
+            found = []
+            for form, how in forms.items():
+                key = (form, prefix)
+                if key not in ids:
+                    ids[key] = len(ids)
+                    for masks in (self._any_mask, self._none_mask, self._all_slots, self._all_rules):
+                        masks.append(0)
+                self._how.setdefault((ids[key], term), how)
+                found.append(ids[key])
+            return found
 
         for index, rule in enumerate(self.rules):
             bit = 1 << index
             required = 0
             positives: dict[int, str] = {}
             for term in rule.any:
-                pid = pattern_id(fold_term(term))
-                self._any_mask[pid] |= bit
-                positives.setdefault(pid, term)
-            for folded, term in {fold_term(t): t for t in rule.all}.items():
-                pid = pattern_id(folded)
-                self._all_slots[pid] |= 1 << slot
-                self._all_rules[pid] |= bit
+                for pid in pattern_ids(term):
+                    self._any_mask[pid] |= bit
+                    positives.setdefault(pid, term)
+            for term in {fold_term(t): t for t in rule.all}.values():
+                for pid in pattern_ids(term):  # any form of the term fills its slot
+                    self._all_slots[pid] |= 1 << slot
+                    self._all_rules[pid] |= bit
+                    positives.setdefault(pid, term)
                 required |= 1 << slot
                 slot += 1
-                positives.setdefault(pid, term)
             for term in rule.none:
-                self._none_mask[pattern_id(fold_term(term))] |= bit
+                for pid in pattern_ids(term):
+                    self._none_mask[pid] |= bit
             self._required.append(required)
             self._positives.append(list(positives.items()))
-        self._patterns = list(ids)
+        self._patterns = [form for form, _ in ids]
+        self._prefix = [prefix for _, prefix in ids]
         self.pattern_count = len(ids)
         self._regexes: dict[int, re.Pattern[str]] = {}
         self._automaton = ahocorasick.Automaton()
-        for pattern, pid in ids.items():
-            padded = f" {pattern} "
+        for (pattern, prefix), pid in ids.items():
+            # A prefix pattern has no trailing space, so it matches the start of a longer word too.
+            padded = f" {pattern}" if prefix else f" {pattern} "
             self._automaton.add_word(padded, (len(padded), pid))
         if ids:
             self._automaton.make_automaton()
@@ -122,11 +235,20 @@ class CompiledRules:
         self._sources = [frozenset(rule.sources) for rule in self.rules]
         self._channels = [frozenset(c.lower() for c in rule.channels) for rule in self.rules]
 
+    def explain(self, pid: int, term: str) -> tuple[str, str]:
+        """The surface form a pattern stands for and how it was derived from ``term``."""
+        form = self._patterns[pid] + ("*" if self._prefix[pid] else "")
+        return form, self._how.get((pid, term), "as written")
+
     def match(self, text: str, *, source: str | None = None, channel: str | None = None) -> list[RuleMatch]:
         """Every rule that fires on ``text`` from ``source``/``channel``, in rule order."""
         if not self.pattern_count:
             return []
-        view = match_view(text)
+        tokens: list[tuple[int, int]] | None = None
+        if _looks_obfuscated(text):
+            view, tokens = deobfuscated_view(text)
+        else:
+            view = match_view(text)
         hits = list(self._automaton.iter(view))  # [(end, (length, pattern id))], in one C pass
         if not hits:
             return []
@@ -156,7 +278,7 @@ class CompiledRules:
         starts: dict[int, list[int]] = {}
         for end, (length, pid) in hits:
             starts.setdefault(pid, []).append(end - length + 1)
-        spans = _SpanMap(self, text, view, starts)
+        spans = _SpanMap(self, text, view, starts, tokens)
         return [
             RuleMatch(
                 self.rules[index], spans.hits([(pid, term) for pid, term in self._positives[index] if pid in starts])
@@ -173,7 +295,8 @@ class CompiledRules:
         regex = self._regexes.get(pid)
         if regex is None:
             words = (re.escape(word) for word in self._patterns[pid].split(" "))
-            regex = self._regexes[pid] = re.compile(r"\W+".join(words) + r"(?!\w)")
+            tail = r"\w*" if self._prefix[pid] else r"(?!\w)"
+            regex = self._regexes[pid] = re.compile(r"\W+".join(words) + tail)
         return regex
 
 
@@ -186,11 +309,19 @@ class _SpanMap:
     ``\\W+`` partition the text, so one split gives every token's position.
     """
 
-    def __init__(self, rules: CompiledRules, text: str, view: str, starts: dict[int, list[int]]) -> None:
+    def __init__(
+        self,
+        rules: CompiledRules,
+        text: str,
+        view: str,
+        starts: dict[int, list[int]],
+        tokens: list[tuple[int, int]] | None = None,
+    ) -> None:
         self.rules = rules
         self.text = text
         self.view = view
         self.starts = starts
+        self.tokens = tokens  # set when the view was de-obfuscated: view token i spans text[tokens[i]]
         self._cache: dict[int, list[tuple[int, int]]] = {}
         self._offsets: list[int] | None = None
         self._parts: list[str] = []
@@ -202,6 +333,15 @@ class _SpanMap:
         if cached is not None:
             return cached
         found: list[tuple[int, int]] = []
+        if self.tokens is not None:
+            words = self.rules._patterns[pid].count(" ") + 1
+            for start in self.starts[pid]:
+                first = self.view.count(" ", 0, start)
+                last = first + words - 1
+                if last < len(self.tokens):
+                    found.append((self.tokens[first][0], self.tokens[last][1]))
+            self._cache[pid] = found
+            return found
         lowered = self._lowered
         if lowered is not None:
             for match in self.rules.pattern_regex(pid).finditer(lowered):
@@ -232,5 +372,6 @@ class _SpanMap:
         for pid, term in positives:
             for span in self.spans_of(pid):
                 if span not in found:
-                    found[span] = Hit(term, span[0], span[1])
+                    form, how = self.rules.explain(pid, term)
+                    found[span] = Hit(term, span[0], span[1], form, how)
         return sorted(found.values(), key=lambda hit: (hit.start, hit.end))

@@ -96,6 +96,12 @@ def _nfkc(text: str) -> str:
     return _replace_all(normed, _PUNCT_FOLDS)
 
 
+# Combining marks still left after NFKC (stress marks on Cyrillic vowels, strike-through and other
+# "decorations" used to dodge filters). Only the generic combining blocks: scripts whose vowel signs are
+# combining marks (Devanagari, Arabic, ...) keep theirs.
+_COMBINING_RE = re.compile("[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
+
+
 def clean_text(text: str) -> str:
     """Return ``text`` in the project's canonical form.
 
@@ -106,7 +112,8 @@ def clean_text(text: str) -> str:
     * deleted: zero-width characters (U+200B..U+200D, U+2060, U+FEFF), soft hyphen (U+00AD), bidi
       controls (U+200E, U+200F, U+061C, U+202A..U+202E, U+2066..U+2069), the remaining C0/C1
       control characters (tab is kept and becomes a space) and lone surrogates;
-    * Unicode NFKC (full-width forms, ligatures, compatibility spaces, ...);
+    * Unicode NFKC (full-width forms, ligatures, compatibility spaces, ...), then the generic
+      combining marks that NFKC could not compose away (stress marks, strike-through) are dropped;
     * punctuation folding: ``‘ ’ ‚ ‛ ʼ ′ ` `` -> ``'``; ``“ ” „ ‟ « » ″`` -> ``"``;
       ``‐ ‑ ‒ – — ― −`` -> ``-``; ``…`` -> ``...``;
     * whitespace: runs of spaces, tabs, NBSP and other Unicode spaces inside a line become one
@@ -131,6 +138,8 @@ def clean_text(text: str) -> str:
             # a deleted character may have separated a base letter from its combining mark
             text = _nfkc(text)
         text = _ODD_SPACE_RE.sub(" ", text)
+    if not text.isascii() and _COMBINING_RE.search(text):
+        text = _COMBINING_RE.sub("", text)
     if "  " in text:
         text = _SPACE_RUN_RE.sub(" ", text)
     # at most one space either side of a line break is left now
