@@ -103,12 +103,14 @@ def match(
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list of alerts")] = False,
 ) -> None:
     """Run the normalizer and the rules on one text, offline (no Redis), and print the alerts."""
-    from monitor.alerting.offline import match_text  # noqa: PLC0415
-    from monitor.notify.console import render_line  # noqa: PLC0415
+    from monitor.alerting.engine import AlertEngine  # noqa: PLC0415
+    from monitor.alerting.offline import normalize_text  # noqa: PLC0415
+    from monitor.notify.console import explain_lines, render_line  # noqa: PLC0415
 
     settings = _settings(config)
     body = sys.stdin.read() if text == "-" else text
-    alerts = match_text(body, settings)
+    item = normalize_text(body, settings)
+    alerts = AlertEngine(settings.rules).evaluate(item)
     if as_json:
         typer.echo("[" + ",".join(encode(a).decode() for a in alerts) + "]")
         return
@@ -117,6 +119,8 @@ def match(
         out.print("no rule matched")
     for alert in alerts:
         out.print(render_line(alert))
+        for line in explain_lines(alert, item.text):
+            out.print(line, markup=False)
 
 
 @app.command("check-config")

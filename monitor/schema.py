@@ -122,12 +122,18 @@ class Item(msgspec.Struct, kw_only=True, omit_defaults=True):
     normalized_at: datetime | None = None
 
 
-class MatchedTerm(msgspec.Struct, kw_only=True):
-    """One occurrence of a rule term in ``Item.text``: ``text[start:end]`` is what matched."""
+class MatchedTerm(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One occurrence of a rule term in ``Item.text``: ``text[start:end]`` is what matched.
+
+    ``form`` and ``via`` say which surface form of the term matched and how it was derived (a case
+    form, a transliteration, a prefix); they are left out when the term matched as written.
+    """
 
     term: str
     start: int
     end: int
+    form: str | None = None
+    via: str | None = None
 
 
 class Alert(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -70,3 +70,19 @@ def test_quoted_term_matches_only_as_written() -> None:
     """A quoted term is not inflected or transliterated: only the word itself matches."""
     assert matched('"Бахмут"', "под Бахмутом и в Бахмут") == ["Бахмут"]
     assert matched('"Bakhmut"', "у Бахмута") == []
+
+
+def test_match_explains_how_a_term_matched() -> None:
+    """`monitor match` says which term matched which text, and which folding it took."""
+    from monitor.alerting.engine import AlertEngine  # noqa: PLC0415 - local to this test
+    from monitor.notify.console import explain_lines  # noqa: PLC0415
+    from monitor.schema import Item, utcnow  # noqa: PLC0415
+
+    text = clean_text("Near Bаkhmut, then Бахм-ский район")
+    item = Item(id="i", source="corpus", channel="c", external_id="1", text=text, collected_at=utcnow(),
+                lang="en", content_hash="h")  # fmt: skip
+    rules = [Rule(name="r", any=["Bakhmut", "Бахм*"])]
+    [alert] = AlertEngine(rules).evaluate(item)
+    lines = explain_lines(alert, item.text)
+    assert "term 'Bakhmut' matched 'Bаkhmut' (as written, after folding" in lines[0]
+    assert "term 'Бахм*' matched 'Бахм' (prefix, form 'бахм*')" in lines[1]

@@ -37,6 +37,12 @@ def snippet(text: str, start: int, end: int, context: int = SNIPPET_CONTEXT) -> 
     return ("…" if left > 0 else "") + body + ("…" if right < len(text) else "")
 
 
+def _matched(hit: Hit) -> MatchedTerm:
+    if hit.how == "as written":
+        return MatchedTerm(term=hit.term, start=hit.start, end=hit.end)
+    return MatchedTerm(term=hit.term, start=hit.start, end=hit.end, form=hit.form, via=hit.how)
+
+
 class AlertEngine:
     """The rule set compiled once, applied to items."""
 
@@ -66,7 +72,7 @@ class AlertEngine:
                     severity=match.rule.severity,
                     item_id=item.id,
                     fired_at=fired_at,
-                    matched=[MatchedTerm(term=h.term, start=h.start, end=h.end) for h in hits],
+                    matched=[_matched(h) for h in hits],
                     snippet=snippet(item.text, first.start, first.end),
                     source=item.source,
                     channel=item.channel,

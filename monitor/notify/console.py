@@ -56,3 +56,21 @@ def render_line(alert: Alert) -> str:
     if alert.url:
         parts.append(f"[link={escape(alert.url)}]{escape(alert.url)}[/link]")
     return " ".join(parts)
+
+
+def explain_lines(alert: Alert, text: str | None = None) -> list[str]:
+    """For ``monitor match``: each distinct way the alert's terms matched: the text, the form, the folding."""
+    lines = []
+    seen: set[tuple[str, str, str | None]] = set()
+    for match in alert.matched:
+        surface = text[match.start : match.end] if text is not None else ""
+        key = (match.term, surface, match.via)
+        if key in seen:
+            continue
+        seen.add(key)
+        how = f"{match.via}, form {match.form!r}" if match.via else "as written"
+        folded = " ".join(surface.split()).casefold()
+        if surface and folded != (match.form or match.term).casefold() and not match.via:
+            how += ", after folding (case, homoglyphs, spacing, invisible characters)"
+        lines.append(f"  term {match.term!r} matched {surface!r} ({how})")
+    return lines
