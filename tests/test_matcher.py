@@ -72,7 +72,7 @@ def test_source_and_channel_filters() -> None:
 
 def test_many_rules_share_one_automaton() -> None:
     """A term shared by many rules is one pattern; every rule using it fires."""
-    rules = CompiledRules([rule(f"r{i}", any=["Bakhmut", f"term{i}"]) for i in range(50)])
+    rules = CompiledRules([rule(f"r{i}", any=['"Bakhmut"', f'"term{i}"']) for i in range(50)])
     assert rules.pattern_count == 51
     assert len(names(rules, "Bakhmut")) == 50
     assert names(rules, "term7 only") == ["r7"]

@@ -11,9 +11,10 @@ for the rules that fire.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import Any
 
 import ahocorasick
 
@@ -73,6 +74,7 @@ def term_forms(term: str) -> tuple[bool, dict[str, str]]:
     return False, forms
 
 
+_expand: Callable[[str], Any] | None
 try:  # the inflection/transliteration model; matching works without it (as written, prefix, exact)
     from monitor.alerting.forms import expand_term as _expand
 except ImportError:  # pragma: no cover - only while the module is absent
@@ -87,13 +89,24 @@ _CYR_TO_LAT = str.maketrans("аеорсухіјѕкмнвтАЕОРСУХІЈЅ�
 _LAT_TO_CYR = str.maketrans("aeopcyxikmhbtAEOPCYXIKMHBT", "аеорсухікмнвтАЕОРСУХІКМНВТ")
 _LATIN = re.compile(r"[A-Za-z]")
 _CYRILLIC = re.compile(r"[Ѐ-ӿ]")
-# A Latin letter next to a Cyrillic one inside a word, or four or more single letters kept apart by
-# one separator each ("B.a.k.h.m.u.t", "Б а х м у т").
-_SUSPICIOUS = re.compile(r"[A-Za-z][Ѐ-ӿ]|[Ѐ-ӿ][A-Za-z]|(?<!\w)(?:\w[ .·•_*/|+-]){3,}\w(?!\w)")
+# Cheap tests (C-level) that decide whether the slower de-obfuscating view is needed: a Latin letter
+# next to a Cyrillic one inside a word (on UTF-8 bytes: ASCII letters -> L, Cyrillic lead bytes -> C,
+# continuation bytes dropped, everything else a space), or four one-letter words in a row in the
+# match view ("B.a.k.h.m.u.t", "Б а х м у т").
+_SCRIPT_CLASSES = bytes(
+    ord("L") if 0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A else ord("C") if 0xD0 <= b <= 0xD3 else ord(" ")
+    for b in range(256)
+)
+_CONTINUATION = bytes(range(0x80, 0xC0))
+_LETTER_RUN = re.compile(r" \w \w \w \w ")
 
 
-def _looks_obfuscated(text: str) -> bool:
-    return _SUSPICIOUS.search(text) is not None
+def _looks_obfuscated(text: str, view: str) -> bool:
+    if not text.isascii():
+        classes = text.encode("utf-8", "surrogatepass").translate(_SCRIPT_CLASSES, _CONTINUATION)
+        if b"LC" in classes or b"CL" in classes:
+            return True
+    return _LETTER_RUN.search(view) is not None
 
 
 def _one_script(word: str) -> str:
@@ -245,10 +258,9 @@ class CompiledRules:
         if not self.pattern_count:
             return []
         tokens: list[tuple[int, int]] | None = None
-        if _looks_obfuscated(text):
+        view = match_view(text)
+        if _looks_obfuscated(text, view):
             view, tokens = deobfuscated_view(text)
-        else:
-            view = match_view(text)
         hits = list(self._automaton.iter(view))  # [(end, (length, pattern id))], in one C pass
         if not hits:
             return []
