@@ -56,7 +56,7 @@ def term_forms(term: str) -> tuple[bool, dict[str, str]]:
 
     ``"Бахмут"`` (quoted) matches only as written; ``Бахм*`` matches any word starting with it;
     other terms also match their Ukrainian/Russian case forms and transliterations
-    (``monitor.alerting.forms``).
+    (``monitor.alerting.forms``); a Latin term gets Cyrillic spellings only when it is capitalized.
     """
     stripped = term.strip()
     if len(stripped) > 1 and stripped[0] in _QUOTES and stripped[-1] in _QUOTES:
@@ -68,8 +68,11 @@ def term_forms(term: str) -> tuple[bool, dict[str, str]]:
     folded = fold_term(stripped)
     forms = {folded: "as written"} if folded else {}
     if _expand is not None:
+        # Latin -> Cyrillic spellings only for names (a capital first letter): "Bakhmut" is also
+        # Бахмут, but "tank" must not become танк.
+        proper = stripped[:1].isupper()
         for form, how in _expand(stripped).forms.items():
-            if form:
+            if form and (proper or "latin->" not in how):
                 forms.setdefault(form, how)
     return False, forms
 
