@@ -506,10 +506,16 @@ def _word_options(word: str) -> list[tuple[str, str]]:
         candidates = _latin_candidates(word)
         for spelling, lang in candidates:
             add(spelling, f"transliteration latin->{lang}")
-        for spelling, lang in candidates:
-            inflect = _inflect_uk_list if lang == "uk" else _inflect_ru_list
-            for form in inflect(spelling):
-                add(form, f"{lang} case form of transliteration")
+        for spelling, _lang in candidates:
+            # Inflect with every model the spelling's letters allow: "авдеевка" is a possible uk
+            # spelling of Avdeevka too, but it is the Russian name and declines the Russian way.
+            letters = set(spelling)
+            if not letters & _RU_ONLY:
+                for form in _inflect_uk_list(spelling):
+                    add(form, "uk case form of transliteration")
+            if not letters & _UK_ONLY:
+                for form in _inflect_ru_list(spelling):
+                    add(form, "ru case form of transliteration")
     return list(options.items())
 
 
