@@ -252,6 +252,8 @@ class Rule(Section):
     none: list[str] = Field(default_factory=list)
     sources: list[Source] = Field(default_factory=list)
     channels: list[str] = Field(default_factory=list)
+    # Item languages (ISO 639-1, as the normalizer detects them: en, uk, ru, de, ...); empty = every one.
+    langs: list[Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]] = Field(default_factory=list)
     severity: Severity = "medium"
 
     @field_validator("any", "all", "none")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -147,3 +148,34 @@ def test_left_word_boundary_in_span_search() -> None:
     text = "Antibakhmut forces; later Bakhmut itself."
     [match] = CompiledRules([rule("b", any=["Bakhmut"])]).match(text)
     assert [(text[h.start : h.end], h.start) for h in match.hits] == [("Bakhmut", text.rindex("Bakhmut"))]
+
+
+def test_language_filter() -> None:
+    """``langs`` restricts a rule to items in those languages; an invalid code is a config error."""
+    rules = CompiledRules([rule("r", any=['"Bakhmut"'], langs=["en", "de"])])
+    assert names(rules, "Bakhmut", lang="en") == ["r"]
+    assert names(rules, "Bakhmut", lang="uk") == []
+    assert names(rules, "Bakhmut") == []
+    with pytest.raises(ValueError, match="langs"):
+        rule("bad", any=["x"], langs=["English"])
+
+
+def test_near_operator() -> None:
+    """``a NEAR/n b`` needs both within n words, in either order; spans cover both sides."""
+    rules = CompiledRules([rule("cw", any=["chemical NEAR/3 weapons"])])
+    assert names(rules, "chemical and other banned weapons") == ["cw"]  # 3 words between
+    assert names(rules, "weapons, mostly chemical ones") == ["cw"]  # reverse order
+    assert names(rules, "chemical plants far away from any of the weapons") == []  # 6 words between
+    assert names(rules, "chemical only") == []
+    text = "They used chemical and other weapons."
+    [match] = rules.match(text)
+    assert [text[h.start : h.end] for h in match.hits] == ["chemical", "weapons"]
+
+
+def test_near_in_all_and_none() -> None:
+    """NEAR works as an ``all`` requirement and as a ``none`` veto, with inflected sides."""
+    rules = CompiledRules([rule("r", any=["Бахмут"], all=["штурм NEAR/2 Бахмут"], none=["exercise NEAR/1 drill"])])
+    assert names(rules, "штурм Бахмута продолжается") == ["r"]
+    assert names(rules, "Бахмут: штурм отменен, потом долгое ожидание, штурм") == ["r"]
+    assert names(rules, "Бахмут стоит крепко, и никакой штурм не помог") == []  # 4 words between
+    assert names(rules, "штурм Бахмута, exercise drill") == []

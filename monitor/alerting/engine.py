@@ -57,7 +57,7 @@ class AlertEngine:
         """The alerts ``item`` raises (none for a delete event)."""
         if item.event == "delete":
             return []
-        matches = self.compiled.match(item.text, source=item.source, channel=item.channel)
+        matches = self.compiled.match(item.text, source=item.source, channel=item.channel, lang=item.lang)
         if not matches:
             return []
         fired_at = utcnow()

@@ -174,6 +174,49 @@ class Hit:
     how: str = "as written"
 
 
+NEAR = re.compile(r"^(.+?)\s+NEAR/(\d+)\s+(.+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Near:
+    """``left NEAR/n right``: both sides within ``distance`` words of each other, in either order."""
+
+    rule: int
+    kind: str  # any | all | none
+    term: str
+    left: tuple[int, ...]
+    right: tuple[int, ...]
+    distance: int
+    slot: int  # the all-term slot it fills (kind "all")
+
+    def satisfied(
+        self, present: set[int], hits: list[tuple[int, tuple[int, int]]], view: str, patterns: list[str]
+    ) -> list[int] | None:
+        """The pattern ids of a close-enough pair, or None."""
+        if not present.intersection(self.left) or not present.intersection(self.right):
+            return None
+        left, right = set(self.left), set(self.right)
+        spots: list[tuple[int, int, int, bool]] = []  # (first word, last word, pid, is left)
+        for end, (length, pid) in hits:
+            if pid in left or pid in right:
+                first = view.count(" ", 0, end - length + 1)
+                last = first + patterns[pid].count(" ")
+                if pid in left:
+                    spots.append((first, last, pid, True))
+                if pid in right:
+                    spots.append((first, last, pid, False))
+        for a_first, a_last, a_pid, a_left in spots:
+            if not a_left:
+                continue
+            for b_first, b_last, b_pid, b_left in spots:
+                if b_left:
+                    continue
+                gap = b_first - a_last - 1 if b_first > a_last else a_first - b_last - 1
+                if 0 <= gap <= self.distance:
+                    return [a_pid, b_pid]
+        return None
+
+
 @dataclass(slots=True)
 class RuleMatch:
     """A rule that fired, with every occurrence of its positive terms, in text order."""
@@ -216,22 +259,40 @@ class CompiledRules:
                 found.append(ids[key])
             return found
 
+        self._near: list[_Near] = []
+
+        def near(term: str, index: int, kind: str, slot_bit: int = 0) -> bool:
+            """Register ``a NEAR/n b``: both sides are searched, the distance is checked per item."""
+            found = NEAR.match(term.strip())
+            if found is None:
+                return False
+            left, distance, right = found.group(1), int(found.group(2)), found.group(3)
+            self._near.append(
+                _Near(index, kind, term, tuple(pattern_ids(left)), tuple(pattern_ids(right)), distance, slot_bit)
+            )
+            return True
+
         for index, rule in enumerate(self.rules):
             bit = 1 << index
             required = 0
             positives: dict[int, str] = {}
             for term in rule.any:
+                if near(term, index, "any"):
+                    continue
                 for pid in pattern_ids(term):
                     self._any_mask[pid] |= bit
                     positives.setdefault(pid, term)
-            for term in {fold_term(t): t for t in rule.all}.values():
-                for pid in pattern_ids(term):  # any form of the term fills its slot
-                    self._all_slots[pid] |= 1 << slot
-                    self._all_rules[pid] |= bit
-                    positives.setdefault(pid, term)
+            for term in {fold_term(t) or t: t for t in rule.all}.values():
+                if not near(term, index, "all", 1 << slot):
+                    for pid in pattern_ids(term):  # any form of the term fills its slot
+                        self._all_slots[pid] |= 1 << slot
+                        self._all_rules[pid] |= bit
+                        positives.setdefault(pid, term)
                 required |= 1 << slot
                 slot += 1
             for term in rule.none:
+                if near(term, index, "none"):
+                    continue
                 for pid in pattern_ids(term):
                     self._none_mask[pid] |= bit
             self._required.append(required)
@@ -250,14 +311,20 @@ class CompiledRules:
         self._has_any = [bool(rule.any) for rule in self.rules]
         self._sources = [frozenset(rule.sources) for rule in self.rules]
         self._channels = [frozenset(c.lower() for c in rule.channels) for rule in self.rules]
+        self._langs = [frozenset(rule.langs) for rule in self.rules]
+        self._near_rules = 0
+        for entry in self._near:
+            self._near_rules |= 1 << entry.rule
 
     def explain(self, pid: int, term: str) -> tuple[str, str]:
         """The surface form a pattern stands for and how it was derived from ``term``."""
         form = self._patterns[pid] + ("*" if self._prefix[pid] else "")
         return form, self._how.get((pid, term), "as written")
 
-    def match(self, text: str, *, source: str | None = None, channel: str | None = None) -> list[RuleMatch]:
-        """Every rule that fires on ``text`` from ``source``/``channel``, in rule order."""
+    def match(
+        self, text: str, *, source: str | None = None, channel: str | None = None, lang: str | None = None
+    ) -> list[RuleMatch]:
+        """Every rule that fires on ``text`` from ``source``/``channel`` in language ``lang``, in rule order."""
         if not self.pattern_count:
             return []
         tokens: list[tuple[int, int]] | None = None
@@ -268,11 +335,28 @@ class CompiledRules:
         if not hits:
             return []
         any_hit = none_hit = all_slots = all_rules = 0
-        for pid in {value[1] for _, value in hits}:
+        present = {value[1] for _, value in hits}
+        for pid in present:
             any_hit |= self._any_mask[pid]
             none_hit |= self._none_mask[pid]
             all_slots |= self._all_slots[pid]
             all_rules |= self._all_rules[pid]
+        near_positives: dict[int, list[tuple[int, str]]] = {}
+        if self._near:
+            for entry in self._near:
+                sides = entry.satisfied(present, hits, view, self._patterns)
+                if sides is None:
+                    continue
+                bit = 1 << entry.rule
+                if entry.kind == "none":
+                    none_hit |= bit
+                    continue
+                if entry.kind == "any":
+                    any_hit |= bit
+                else:
+                    all_slots |= entry.slot
+                    all_rules |= bit
+                near_positives.setdefault(entry.rule, []).extend((pid, entry.term) for pid in sides)
         candidates = (any_hit | all_rules) & ~none_hit
         fired: list[int] = []
         while candidates:
@@ -287,6 +371,8 @@ class CompiledRules:
                 continue
             if self._channels[index] and (channel or "").lower() not in self._channels[index]:
                 continue
+            if self._langs[index] and lang not in self._langs[index]:
+                continue
             fired.append(index)
         if not fired:
             return []
@@ -294,12 +380,12 @@ class CompiledRules:
         for end, (length, pid) in hits:
             starts.setdefault(pid, []).append(end - length + 1)
         spans = _SpanMap(self, text, view, starts, tokens)
-        return [
-            RuleMatch(
-                self.rules[index], spans.hits([(pid, term) for pid, term in self._positives[index] if pid in starts])
-            )
-            for index in fired
-        ]
+        results = []
+        for index in fired:
+            present_terms = [(pid, term) for pid, term in self._positives[index] if pid in starts]
+            present_terms += near_positives.get(index, [])
+            results.append(RuleMatch(self.rules[index], spans.hits(present_terms)))
+        return results
 
     def pattern_regex(self, pid: int) -> re.Pattern[str]:
         """A case-sensitive regex for one pattern in the lowered text (built on first use).
