@@ -10,7 +10,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -188,6 +188,69 @@ def telegram_backfill(
     except MonitorError as exc:
         raise _fail(exc) from None
     err.print(f"{count} new item(s) from {channel}")
+
+
+dead_app = typer.Typer(help="The dead-letter stream: entries that failed for good, and why.", no_args_is_help=True)
+app.add_typer(dead_app, name="dead")
+
+
+@dead_app.command("list")
+def dead_list(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many, oldest first")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List dead letters: where they came from, the error, and how often they were delivered."""
+    from monitor.bus.dead import list_dead  # noqa: PLC0415
+    from monitor.bus.keys import Keys  # noqa: PLC0415
+    from monitor.bus.redis import open_redis  # noqa: PLC0415
+
+    settings = _settings(config)
+
+    async def read() -> list[Any]:
+        async with open_redis(settings.redis) as redis:
+            return await list_dead(redis, Keys(settings.redis.key_prefix), limit=limit)
+
+    try:
+        entries = asyncio.run(read())
+    except MonitorError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
+        return
+    out = Console(highlight=False, soft_wrap=True)
+    if not entries:
+        out.print("no dead letters")
+    for e in entries:
+        out.print(f"[bold]{e.id}[/bold] {e.stage} ({e.stream} {e.entry_id}, {e.deliveries} deliveries, {e.failed_at})")
+        out.print(f"  [red]{e.error}[/red]", markup=True)
+
+
+@dead_app.command("retry")
+def dead_retry(
+    ids: Annotated[list[str] | None, typer.Argument(help="dead-letter ids (from `monitor dead list`)")] = None,
+    all_entries: Annotated[bool, typer.Option("--all", help="retry every dead letter")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Send dead letters back to the stream they came from, to be processed again."""
+    from monitor.bus.dead import retry_dead  # noqa: PLC0415
+    from monitor.bus.keys import Keys  # noqa: PLC0415
+    from monitor.bus.redis import open_redis  # noqa: PLC0415
+
+    if not ids and not all_entries:
+        err.print("give dead-letter ids, or --all")
+        raise typer.Exit(2)
+    settings = _settings(config)
+
+    async def retry() -> list[str]:
+        async with open_redis(settings.redis) as redis:
+            return await retry_dead(redis, Keys(settings.redis.key_prefix), None if all_entries else ids)
+
+    try:
+        done = asyncio.run(retry())
+    except MonitorError as exc:
+        raise _fail(exc) from None
+    err.print(f"{len(done)} dead letter(s) sent back for another try")
 
 
 @app.command()
