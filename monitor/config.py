@@ -260,6 +260,14 @@ class Rule(Section):
     @classmethod
     def _terms_have_words(cls, terms: list[str]) -> list[str]:
         for term in terms:
+            if isinstance(term, str) and term.startswith("re:"):
+                try:
+                    compiled = re.compile(term[3:], re.IGNORECASE)
+                except re.error as exc:
+                    raise ValueError(f"term {term!r} is not a valid regular expression: {exc}") from None
+                if compiled.search(""):
+                    raise ValueError(f"term {term!r} matches empty text; it would fire on every item")
+                continue
             if not isinstance(term, str) or not _TERM_HAS_WORD.search(term):
                 raise ValueError(f"term {term!r} has no letters or digits to match")
         return terms

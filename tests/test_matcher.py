@@ -179,3 +179,28 @@ def test_near_in_all_and_none() -> None:
     assert names(rules, "Бахмут: штурм отменен, потом долгое ожидание, штурм") == ["r"]
     assert names(rules, "Бахмут стоит крепко, и никакой штурм не помог") == []  # 4 words between
     assert names(rules, "штурм Бахмута, exercise drill") == []
+
+
+def test_regex_terms() -> None:
+    """``re:`` terms are compiled once, searched in the text, and combine with the other terms."""
+    rules = CompiledRules(
+        [
+            rule("losses", any=[r"re:\b\d{1,3}(,\d{3})* tanks\b"]),
+            rule("place", any=['"Bakhmut"'], none=[r"re:\bexercise\w*"]),
+            rule("both", any=['"Bakhmut"'], all=[r"re:\bd\w+ strikes?\b"]),
+        ]
+    )
+    assert names(rules, "Russia had lost 3,574 tanks") == ["losses"]
+    assert names(rules, "Bakhmut drone strike") == ["place", "both"]
+    assert names(rules, "Bakhmut exercises") == []
+    text = "losses: 12 tanks"
+    [match] = rules.match(text)
+    assert [(text[h.start : h.end], h.how) for h in match.hits] == [("12 tanks", "regular expression")]
+
+
+def test_invalid_regex_terms_are_config_errors() -> None:
+    """A regex that does not compile, or that matches empty text, is rejected with the reason."""
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        rule("bad", any=["re:(unclosed"])
+    with pytest.raises(ValueError, match="matches empty text"):
+        rule("empty", any=["re:x*"])

@@ -175,6 +175,18 @@ class Hit:
 
 
 NEAR = re.compile(r"^(.+?)\s+NEAR/(\d+)\s+(.+)$")
+REGEX_PREFIX = "re:"
+
+
+@dataclass(frozen=True, slots=True)
+class _RegexTerm:
+    """``re:PATTERN``: a case-insensitive regular expression searched in the item text."""
+
+    rule: int
+    kind: str  # any | all | none
+    term: str
+    regex: re.Pattern[str]
+    slot: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +272,15 @@ class CompiledRules:
             return found
 
         self._near: list[_Near] = []
+        self._regex_terms: list[_RegexTerm] = []
+
+        def regex(term: str, index: int, kind: str, slot_bit: int = 0) -> bool:
+            """Register ``re:PATTERN``: searched in the text itself, compiled once here."""
+            if not term.startswith(REGEX_PREFIX):
+                return False
+            compiled = re.compile(term[len(REGEX_PREFIX) :], re.IGNORECASE)  # validated by the Rule model
+            self._regex_terms.append(_RegexTerm(index, kind, term, compiled, slot_bit))
+            return True
 
         def near(term: str, index: int, kind: str, slot_bit: int = 0) -> bool:
             """Register ``a NEAR/n b``: both sides are searched, the distance is checked per item."""
@@ -277,13 +298,13 @@ class CompiledRules:
             required = 0
             positives: dict[int, str] = {}
             for term in rule.any:
-                if near(term, index, "any"):
+                if regex(term, index, "any") or near(term, index, "any"):
                     continue
                 for pid in pattern_ids(term):
                     self._any_mask[pid] |= bit
                     positives.setdefault(pid, term)
             for term in {fold_term(t) or t: t for t in rule.all}.values():
-                if not near(term, index, "all", 1 << slot):
+                if not (regex(term, index, "all", 1 << slot) or near(term, index, "all", 1 << slot)):
                     for pid in pattern_ids(term):  # any form of the term fills its slot
                         self._all_slots[pid] |= 1 << slot
                         self._all_rules[pid] |= bit
@@ -291,7 +312,7 @@ class CompiledRules:
                 required |= 1 << slot
                 slot += 1
             for term in rule.none:
-                if near(term, index, "none"):
+                if regex(term, index, "none") or near(term, index, "none"):
                     continue
                 for pid in pattern_ids(term):
                     self._none_mask[pid] |= bit
@@ -325,14 +346,14 @@ class CompiledRules:
         self, text: str, *, source: str | None = None, channel: str | None = None, lang: str | None = None
     ) -> list[RuleMatch]:
         """Every rule that fires on ``text`` from ``source``/``channel`` in language ``lang``, in rule order."""
-        if not self.pattern_count:
+        if not self.pattern_count and not self._regex_terms:
             return []
         tokens: list[tuple[int, int]] | None = None
         view = match_view(text)
         if _looks_obfuscated(text, view):
             view, tokens = deobfuscated_view(text)
-        hits = list(self._automaton.iter(view))  # [(end, (length, pattern id))], in one C pass
-        if not hits:
+        hits = list(self._automaton.iter(view)) if self.pattern_count else []  # one C pass
+        if not hits and not self._regex_terms:
             return []
         any_hit = none_hit = all_slots = all_rules = 0
         present = {value[1] for _, value in hits}
@@ -341,6 +362,23 @@ class CompiledRules:
             none_hit |= self._none_mask[pid]
             all_slots |= self._all_slots[pid]
             all_rules |= self._all_rules[pid]
+        regex_hits: dict[int, list[Hit]] = {}
+        for term_regex in self._regex_terms:
+            spans_found = [m.span() for m in term_regex.regex.finditer(text) if m.end() > m.start()]
+            if not spans_found:
+                continue
+            bit = 1 << term_regex.rule
+            if term_regex.kind == "none":
+                none_hit |= bit
+                continue
+            if term_regex.kind == "any":
+                any_hit |= bit
+            else:
+                all_slots |= term_regex.slot
+                all_rules |= bit
+            regex_hits.setdefault(term_regex.rule, []).extend(
+                Hit(term_regex.term, a, b, term_regex.term, "regular expression") for a, b in spans_found
+            )
         near_positives: dict[int, list[tuple[int, str]]] = {}
         if self._near:
             for entry in self._near:
@@ -384,7 +422,12 @@ class CompiledRules:
         for index in fired:
             present_terms = [(pid, term) for pid, term in self._positives[index] if pid in starts]
             present_terms += near_positives.get(index, [])
-            results.append(RuleMatch(self.rules[index], spans.hits(present_terms)))
+            found = spans.hits(present_terms)
+            if index in regex_hits:
+                seen = {(h.start, h.end) for h in found}
+                found += [h for h in regex_hits[index] if (h.start, h.end) not in seen]
+                found.sort(key=lambda hit: (hit.start, hit.end))
+            results.append(RuleMatch(self.rules[index], found))
         return results
 
     def pattern_regex(self, pid: int) -> re.Pattern[str]:
