@@ -255,6 +255,14 @@ class Rule(Section):
     # Item languages (ISO 639-1, as the normalizer detects them: en, uk, ru, de, ...); empty = every one.
     langs: list[Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]] = Field(default_factory=list)
     severity: Severity = "medium"
+    # match: every matching item alerts. frequency: at least num_events matching items within
+    # timeframe (per group_by key). first_seen: the first time a term appears (per group_by key).
+    type: Literal["match", "frequency", "first_seen"] = "match"
+    num_events: int = Field(5, ge=1)
+    timeframe: Seconds = 3600.0
+    group_by: Literal["none", "source", "channel"] = "none"
+    # Cooldown after an alert, per rule and group key (0 = none).
+    realert: Seconds = 0.0
 
     @field_validator("any", "all", "none")
     @classmethod

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from monitor.alerting.engine import AlertEngine
 from monitor.alerting.stage import AlerterStage
+from monitor.alerting.windows import Windows
 from monitor.bus.consume import Stage, StreamWorker, ensure_group
 from monitor.bus.keys import Keys
 from monitor.bus.publish import Publisher
@@ -71,7 +72,7 @@ class Daemon:
             sinks = [ConsoleSink(console.format)] if console.enabled else []
         return [
             NormalizerStage(self.keys, Normalizer(self.settings.normalizer, warm=True), self.metrics),
-            AlerterStage(self.keys, AlertEngine(self.settings.rules), self.metrics),
+            AlerterStage(self.keys, AlertEngine(self.settings.rules), self.metrics, Windows(redis, self.keys)),
             NotifierStage(redis, self.keys, sinks, self.metrics, self.settings.redis.stage_dedup_ttl),
         ]
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from redis.asyncio.client import Pipeline
+
 from monitor.alerting.engine import AlertEngine
+from monitor.alerting.windows import Windows
 from monitor.bus.consume import Emit, Entry, Outcome
 from monitor.bus.keys import GROUP_ALERTER, Keys
+from monitor.config import Rule
 from monitor.metrics import Metrics
-from monitor.schema import Item, decode_entry, encode
+from monitor.schema import Alert, Item, decode_entry, encode
 
 
 class AlerterStage:
@@ -18,10 +22,11 @@ class AlerterStage:
     name = "alerter"
     group = GROUP_ALERTER
 
-    def __init__(self, keys: Keys, engine: AlertEngine, metrics: Metrics) -> None:
+    def __init__(self, keys: Keys, engine: AlertEngine, metrics: Metrics, windows: Windows | None = None) -> None:
         self.keys = keys
         self.stream = keys.items
         self.engine = engine
+        self.windows = windows
         self.metrics = metrics
         self._seconds = metrics.stage_seconds.labels(self.name)
         metrics.rules_loaded.set(engine.rule_count)
@@ -34,8 +39,19 @@ class AlerterStage:
             inc = self._incs[rule] = self.metrics.alerts.labels(rule, severity).inc
         return inc
 
+    def _emit(self, alert: Alert) -> Emit:
+        return Emit(
+            self.keys.alerts,
+            self.keys.seen_alert(alert.alert_id),
+            encode(alert),
+            on_written=self._counter(alert.rule, alert.severity),
+        )
+
     async def handle(self, entries: Sequence[Entry]) -> list[Outcome | BaseException]:
         results: list[Outcome | BaseException] = []
+        rules = {rule.name: rule for rule in self.engine.compiled.rules}
+        windowed: list[tuple[Item, Alert, Rule]] = []
+        owners: list[Outcome] = []
         for _, fields in entries:
             started = time.perf_counter()
             try:
@@ -44,15 +60,37 @@ class AlerterStage:
             except Exception as exc:  # noqa: BLE001 - every failure is recorded per entry, never lost
                 results.append(exc)
                 continue
-            emits = [
-                Emit(
-                    self.keys.alerts,
-                    self.keys.seen_alert(alert.alert_id),
-                    encode(alert),
-                    on_written=self._counter(alert.rule, alert.severity),
-                )
-                for alert in alerts
-            ]
-            results.append(Outcome(emits=emits, source=item.source))
+            outcome = Outcome(source=item.source)
+            for alert in alerts:
+                rule = rules[alert.rule]
+                if rule.type != "match" and self.windows is not None:
+                    windowed.append((item, alert, rule))
+                    owners.append(outcome)
+                else:
+                    outcome.emits.append(self._emit(alert))
+            results.append(outcome)
             self._seconds.observe(time.perf_counter() - started)
+        if windowed and self.windows is not None:
+            decisions = await self.windows.decide(windowed)
+            for outcome, decision in zip(owners, decisions, strict=True):
+                if decision is None:
+                    continue
+                outcome.emits.append(self._emit(decision.alert))
+                outcome.extra = _chain(outcome.extra, decision.writes)
         return results
+
+
+def _chain(
+    first: Callable[[Pipeline], None] | None, more: list[Callable[[Pipeline], None]]
+) -> Callable[[Pipeline], None] | None:
+    """One ``extra`` that queues ``first`` and then each of ``more``."""
+    if not more:
+        return first
+
+    def queue(pipe: Pipeline) -> None:
+        if first is not None:
+            first(pipe)
+        for write in more:
+            write(pipe)
+
+    return queue

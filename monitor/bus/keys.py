@@ -68,6 +68,18 @@ class Keys:
         """A collector's checkpoint for one channel: last message id, since_id or ETag."""
         return f"{self.prefix}:cursor:{source}:{channel}"
 
+    def window(self, rule: str, group: str) -> str:
+        """Sorted set of the items (scored by time) a ``frequency`` rule counts, per group key."""
+        return f"{self.prefix}:rule:{rule}:window:{group}"
+
+    def first_seen(self, rule: str, group: str) -> str:
+        """Set of the terms a ``first_seen`` rule has already seen, per group key."""
+        return f"{self.prefix}:rule:{rule}:seen:{group}"
+
+    def cooldown(self, rule: str, group: str) -> str:
+        """Set (with the alert id, for ``realert``) while a rule and group key are cooling down."""
+        return f"{self.prefix}:rule:{rule}:cooldown:{group}"
+
     @property
     def telegram_entities(self) -> str:
         """Hash: configured channel reference -> JSON of its resolved (id, access_hash, username, title)."""

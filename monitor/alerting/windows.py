@@ -1,0 +1,125 @@
+"""Windowed rules, kept in Redis so that several alerter processes agree.
+
+* ``frequency``: at least ``num_events`` matching items within ``timeframe``, per ``group_by`` key.
+  Each matching item is added to a sorted set scored by its time (``published_at``, else
+  ``collected_at``), so a redelivered item is not counted twice and replays count the same way. The
+  alert id hashes the rule, the key and the window (``timeframe``-long buckets), so several alerters,
+  replays and redeliveries raise one alert per window.
+* ``first_seen``: the first time a term appears, per ``group_by`` key. The term is recorded as seen
+  in the same pipeline that writes the alert, so a crash in between re-raises the (same-id) alert
+  rather than losing it.
+* ``realert``: after an alert, the rule and key stay quiet for this long. The cooldown is written
+  with the alert, for the same reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio.client import Pipeline
+
+from monitor.alerting.matcher import fold_term
+from monitor.bus.keys import Keys
+from monitor.bus.redis import Redis
+from monitor.config import Rule
+from monitor.schema import Alert, Item, short_hash
+
+
+def group_key(rule: Rule, item: Item) -> str:
+    """The value of the rule's ``group_by`` for an item."""
+    if rule.group_by == "source":
+        return item.source
+    if rule.group_by == "channel":
+        return f"{item.source}:{item.channel}"
+    return "all"
+
+
+def item_time(item: Item) -> float:
+    return (item.published_at or item.collected_at).timestamp()
+
+
+@dataclass(slots=True)
+class Decision:
+    """A windowed alert to emit, and the writes that must go out with it."""
+
+    alert: Alert
+    writes: list[Callable[[Pipeline], None]] = field(default_factory=list)
+
+
+class Windows:
+    """Decides which matches of windowed rules become alerts."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    async def decide(self, pending: Sequence[tuple[Item, Alert, Rule]]) -> list[Decision | None]:
+        """One decision (or None: no alert) per pending match, with two pipelined round trips."""
+        if not pending:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        plans: list[tuple[str, int, Any]] = []
+        for item, alert, rule in pending:
+            group = group_key(rule, item)
+            if rule.type == "frequency":
+                key = self.keys.window(rule.name, group)
+                now = item_time(item)
+                start = len(pipe)
+                pipe.zadd(key, {item.id: now})
+                pipe.zremrangebyscore(key, "-inf", now - rule.timeframe)
+                pipe.zcount(key, now - rule.timeframe, now)
+                pipe.expire(key, int(rule.timeframe) + 60)
+                plans.append(("frequency", start + 2, None))
+            else:
+                terms = sorted({fold_term(m.term) for m in alert.matched})
+                start = len(pipe)
+                for term in terms:
+                    pipe.sismember(self.keys.first_seen(rule.name, group), term)
+                plans.append(("first_seen", start, terms))
+            pipe.get(self.keys.cooldown(rule.name, group))
+        replies = await pipe.execute()
+        decisions: list[Decision | None] = []
+        position = 0
+        for (item, alert, rule), (kind, at, terms) in zip(pending, plans, strict=True):
+            group = group_key(rule, item)
+            decision: Decision | None = None
+            if kind == "frequency":
+                count = int(replies[at])
+                position = at + 2
+                if count >= rule.num_events:
+                    window = int(item_time(item) // max(rule.timeframe, 1))
+                    alert.alert_id = short_hash(f"{rule.name}\x1f{group}\x1f{window}")
+                    alert.snippet = f"{count} matching items within {rule.timeframe:g} s: {alert.snippet}"
+                    decision = Decision(alert)
+            else:
+                seen = replies[at : at + len(terms)]
+                position = at + len(terms)
+                new = [term for term, flag in zip(terms, seen, strict=True) if not flag]
+                if new:
+                    alert.alert_id = short_hash(f"{rule.name}\x1f{group}\x1f{new[0]}")
+                    key = self.keys.first_seen(rule.name, group)
+                    decision = Decision(alert, [_sadd(key, new)])
+            cooling = replies[position]
+            if decision is not None and rule.realert > 0:
+                if cooling is not None and cooling.decode() != decision.alert.alert_id:
+                    decision = None  # still cooling down after another alert
+                else:
+                    decision.writes.append(_cooldown(self.keys.cooldown(rule.name, group), decision.alert, rule))
+            decisions.append(decision)
+        return decisions
+
+
+def _sadd(key: str, members: list[str]) -> Callable[[Pipeline], None]:
+    def queue(pipe: Pipeline) -> None:
+        pipe.sadd(key, *members)
+
+    return queue
+
+
+def _cooldown(key: str, alert: Alert, rule: Rule) -> Callable[[Pipeline], None]:
+    def queue(pipe: Pipeline) -> None:
+        pipe.set(key, alert.alert_id, ex=max(1, int(rule.realert)), nx=True)
+
+    return queue
