@@ -256,9 +256,13 @@ class Rule(Section):
     langs: list[Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]] = Field(default_factory=list)
     severity: Severity = "medium"
     # match: every matching item alerts. frequency: at least num_events matching items within
-    # timeframe (per group_by key). first_seen: the first time a term appears (per group_by key).
-    type: Literal["match", "frequency", "first_seen"] = "match"
+    # timeframe (per group_by key). spike: the last timeframe against the one before it.
+    # first_seen: the first time a term appears (per group_by key).
+    type: Literal["match", "frequency", "spike", "first_seen"] = "match"
     num_events: int = Field(5, ge=1)
+    # spike: matching items in the last timeframe >= spike_ratio x those in the timeframe before it
+    # (and >= num_events).
+    spike_ratio: float = Field(3.0, gt=1.0)
     timeframe: Seconds = 3600.0
     group_by: Literal["none", "source", "channel"] = "none"
     # Cooldown after an alert, per rule and group key (0 = none).

@@ -77,3 +77,19 @@ async def test_realert_cooldown(redis_url: str, redis_client: aioredis.Redis, ke
     await run_once(settings)
     assert len(await alerts(redis_client, keys)) == 1
     assert await redis_client.ttl(keys.cooldown("surge", "all")) > 3000
+
+
+async def test_spike_against_the_previous_window(redis_url: str, redis_client: aioredis.Redis, keys: Keys) -> None:
+    """A burst far above the previous window's rate alerts; the same steady rate does not."""
+    rule = {"name": "spike", "any": ['"Bakhmut"'], "type": "spike", "timeframe": "10m", "num_events": 4,
+            "spike_ratio": 3}  # fmt: skip
+    settings = settings_with(redis_url, keys, rule)
+    steady = [(n, "c", 5 * n, "Bakhmut") for n in range(1, 9)]  # one post every 5 minutes for 40 minutes
+    await publish(redis_client, keys, steady)
+    await run_once(settings)
+    assert await alerts(redis_client, keys) == []
+    burst = [(100 + n, "c", 41 + n // 2, "Bakhmut burst") for n in range(8)]  # 8 posts in 4 minutes
+    await publish(redis_client, keys, burst)
+    await run_once(settings)
+    fired = await alerts(redis_client, keys)
+    assert len(fired) == 1 and fired[0].snippet.startswith("spike: ")

@@ -5,6 +5,8 @@
   ``collected_at``), so a redelivered item is not counted twice and replays count the same way. The
   alert id hashes the rule, the key and the window (``timeframe``-long buckets), so several alerters,
   replays and redeliveries raise one alert per window.
+* ``spike``: matching items in the last ``timeframe`` at least ``spike_ratio`` times those in the
+  ``timeframe`` before it, and at least ``num_events``; ids per window as for ``frequency``.
 * ``first_seen``: the first time a term appears, per ``group_by`` key. The term is recorded as seen
   in the same pipeline that writes the alert, so a crash in between re-raises the (same-id) alert
   rather than losing it.
@@ -63,15 +65,17 @@ class Windows:
         plans: list[tuple[str, int, Any]] = []
         for item, alert, rule in pending:
             group = group_key(rule, item)
-            if rule.type == "frequency":
+            if rule.type in ("frequency", "spike"):
                 key = self.keys.window(rule.name, group)
                 now = item_time(item)
+                keep = rule.timeframe * (2 if rule.type == "spike" else 1)
                 start = len(pipe)
                 pipe.zadd(key, {item.id: now})
-                pipe.zremrangebyscore(key, "-inf", now - rule.timeframe)
+                pipe.zremrangebyscore(key, "-inf", now - keep)
                 pipe.zcount(key, now - rule.timeframe, now)
-                pipe.expire(key, int(rule.timeframe) + 60)
-                plans.append(("frequency", start + 2, None))
+                pipe.zcount(key, now - 2 * rule.timeframe, f"({now - rule.timeframe}")
+                pipe.expire(key, int(keep) + 60)
+                plans.append((rule.type, start + 2, None))
             else:
                 terms = sorted({fold_term(m.term) for m in alert.matched})
                 start = len(pipe)
@@ -85,9 +89,20 @@ class Windows:
         for (item, alert, rule), (kind, at, terms) in zip(pending, plans, strict=True):
             group = group_key(rule, item)
             decision: Decision | None = None
-            if kind == "frequency":
+            if kind == "spike":
+                count, reference = int(replies[at]), int(replies[at + 1])
+                position = at + 3
+                if count >= rule.num_events and count >= rule.spike_ratio * max(reference, 1):
+                    window = int(item_time(item) // max(rule.timeframe, 1))
+                    alert.alert_id = short_hash(f"{rule.name}\x1f{group}\x1f{window}")
+                    alert.snippet = (
+                        f"spike: {count} matching items in the last {rule.timeframe:g} s against {reference} "
+                        f"before: {alert.snippet}"
+                    )
+                    decision = Decision(alert)
+            elif kind == "frequency":
                 count = int(replies[at])
-                position = at + 2
+                position = at + 3
                 if count >= rule.num_events:
                     window = int(item_time(item) // max(rule.timeframe, 1))
                     alert.alert_id = short_hash(f"{rule.name}\x1f{group}\x1f{window}")
