@@ -492,7 +492,8 @@ async def test_live_album_parts_become_one_item(env: Env) -> None:
     assert await env.ids() == ["20"]  # still buffered
 
     async def published() -> bool:
-        return len(await env.ids()) == 2
+        # The checkpoint moves just after Redis accepted the item: wait for both.
+        return len(await env.ids()) == 2 and await env.checkpoint() == 23
 
     await until(published)
     album = (await env.items())[1]
@@ -863,8 +864,12 @@ async def test_run_wires_handlers_and_reconciles_after_reconnect(env: Env) -> No
 
     port.post(CHANNEL, msg(3, "missed while reconnecting"))
     await client._sender._auto_reconnect_callback()
-    await until(await count(3))
-    assert env.sample(FILLS) == 1
+
+    async def filled() -> bool:
+        # The fill is counted just after Redis accepted the item: wait for both.
+        return len(await env.ids()) == 3 and env.sample(FILLS) == 1
+
+    await until(filled)
 
     stop.set()
     await asyncio.wait_for(task, 2)
