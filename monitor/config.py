@@ -257,8 +257,9 @@ class Rule(Section):
     severity: Severity = "medium"
     # match: every matching item alerts. frequency: at least num_events matching items within
     # timeframe (per group_by key). spike: the last timeframe against the one before it.
+    # flatline: a key that matched before has had no matching item for timeframe (a dead channel).
     # first_seen: the first time a term appears (per group_by key).
-    type: Literal["match", "frequency", "spike", "first_seen"] = "match"
+    type: Literal["match", "frequency", "spike", "flatline", "first_seen"] = "match"
     num_events: int = Field(5, ge=1)
     # spike: matching items in the last timeframe >= spike_ratio x those in the timeframe before it
     # (and >= num_events).

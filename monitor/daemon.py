@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from monitor.alerting.engine import AlertEngine
 from monitor.alerting.stage import AlerterStage
-from monitor.alerting.windows import Windows
+from monitor.alerting.windows import Windows, flatline_alerts
 from monitor.bus.consume import Stage, StreamWorker, ensure_group
 from monitor.bus.keys import Keys
 from monitor.bus.publish import Publisher
@@ -38,6 +39,7 @@ from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.stage import NormalizerStage
 from monitor.notify.console import ConsoleSink
 from monitor.notify.stage import NotifierStage, Sink
+from monitor.schema import encode
 from monitor.status import export_gauges, pipeline_status
 
 log = structlog.get_logger(__name__)
@@ -58,6 +60,7 @@ class Daemon:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     reload_requested: asyncio.Event = field(default_factory=asyncio.Event)
     rules_poll_interval: float = 2.0
+    flatline_interval: float = 30.0
     alerter: AlerterStage | None = None
 
     @property
@@ -125,6 +128,7 @@ class Daemon:
             spawn(run_trimmer(redis, keys, settings.redis.retention, self.metrics, self.stop), "trimmer")
             spawn(self._export_stats(redis), "stats")
             spawn(self._watch_rules(), "rules")
+            spawn(self._flatline_timer(redis, stage_publisher), "flatline")
             emitter = Emitter(publisher, Checkpoints(redis, keys), self.metrics)
             collecting: list[asyncio.Task[None]] = []  # one-shot collection that --once waits for
             corpus = settings.collectors.corpus
@@ -195,6 +199,32 @@ class Daemon:
                 await collector.run(self.stop)
         finally:
             await collector.aclose()
+
+    async def flatline_check(self, redis: Redis, publisher: Publisher, now: float | None = None) -> int:
+        """Raise the alerts of ``flatline`` rules whose keys have gone silent; returns how many were new."""
+        found = await flatline_alerts(redis, self.keys, self.settings.rules, time.time() if now is None else now)
+        if not found:
+            return 0
+        pipe = redis.pipeline(transaction=False)
+        publisher.queue_many(pipe, [(self.keys.seen_alert(a.alert_id), self.keys.alerts, encode(a)) for a in found])
+        [replies] = await pipe.execute()
+        new = 0
+        for alert, reply in zip(found, replies, strict=True):
+            if reply is not None:
+                new += 1
+                self.metrics.alerts.labels(alert.rule, alert.severity).inc()
+                log.warning("flatline: a channel went silent", rule=alert.rule, channel=alert.channel)
+        return new
+
+    async def _flatline_timer(self, redis: Redis, publisher: Publisher) -> None:
+        while not self.stop.is_set():  # rules may be reloaded to add a flatline rule: keep looping
+            if any(rule.type == "flatline" for rule in self.settings.rules):
+                try:
+                    await self.flatline_check(redis, publisher)
+                except (RedisError, OSError) as exc:
+                    log.warning("flatline check failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.flatline_interval)
 
     def _rules_fingerprint(self) -> tuple[tuple[str, int, int], ...]:
         """What the rules depend on: the config file and every rule file, with their mtimes and sizes."""

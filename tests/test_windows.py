@@ -93,3 +93,33 @@ async def test_spike_against_the_previous_window(redis_url: str, redis_client: a
     await run_once(settings)
     fired = await alerts(redis_client, keys)
     assert len(fired) == 1 and fired[0].snippet.startswith("spike: ")
+
+
+async def test_flatline_alerts_once_when_a_channel_goes_silent(
+    redis_url: str, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """A channel that matched and then fell silent for the timeframe alerts once; an active one does not."""
+    from monitor.daemon import Daemon  # noqa: PLC0415 - local to this test
+
+    rule = {"name": "quiet", "any": ['"Bakhmut"'], "type": "flatline", "timeframe": "1h", "group_by": "channel"}
+    settings = settings_with(redis_url, keys, rule)
+    await publish(
+        redis_client, keys, [(1, "dead", 0, "Bakhmut"), (2, "alive", 0, "Bakhmut"), (3, "alive", 90, "Bakhmut")]
+    )
+    await run_once(settings)
+    assert await alerts(redis_client, keys) == []  # matches alone never alert
+    daemon = Daemon(settings)
+    publisher = Publisher(redis_client, keys, 3600)
+    now = (T0 + timedelta(minutes=100)).timestamp()
+    assert await daemon.flatline_check(redis_client, publisher, now=now) == 1
+    assert await daemon.flatline_check(redis_client, publisher, now=now + 600) == 0  # same silence: once
+    fired = await alerts(redis_client, keys)
+    assert [(a.rule, a.channel) for a in fired] == [("quiet", "dead")]
+    assert "no matching item for 6000 s" in fired[0].snippet
+    await publish(redis_client, keys, [(4, "dead", 200, "Bakhmut is back")])
+    await run_once(settings)
+    later = (T0 + timedelta(minutes=300)).timestamp()
+    await daemon.flatline_check(redis_client, publisher, now=later)
+    # (The daemon's own timer, on the wall clock, may have raised some of these first: ids dedup them.)
+    raised = sorted((a.channel, a.item_id.rsplit(":", 1)[1]) for a in await alerts(redis_client, keys))
+    assert raised == [("alive", "3"), ("dead", "1"), ("dead", "4")]  # one alert per silence, none twice

@@ -7,6 +7,9 @@
   replays and redeliveries raise one alert per window.
 * ``spike``: matching items in the last ``timeframe`` at least ``spike_ratio`` times those in the
   ``timeframe`` before it, and at least ``num_events``; ids per window as for ``frequency``.
+* ``flatline``: a key (channel, source, or the whole rule) that matched before and has been silent
+  for ``timeframe``. Matches record the last item per key; a timer in the daemon raises the alert,
+  once per silence (the id hashes the time of the last match).
 * ``first_seen``: the first time a term appears, per ``group_by`` key. The term is recorded as seen
   in the same pipeline that writes the alert, so a crash in between re-raises the (same-id) alert
   rather than losing it.
@@ -16,8 +19,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio.client import Pipeline
@@ -26,7 +31,7 @@ from monitor.alerting.matcher import fold_term
 from monitor.bus.keys import Keys
 from monitor.bus.redis import Redis
 from monitor.config import Rule
-from monitor.schema import Alert, Item, short_hash
+from monitor.schema import Alert, Item, short_hash, utcnow
 
 
 def group_key(rule: Rule, item: Item) -> str:
@@ -76,6 +81,12 @@ class Windows:
                 pipe.zcount(key, now - 2 * rule.timeframe, f"({now - rule.timeframe}")
                 pipe.expire(key, int(keep) + 60)
                 plans.append((rule.type, start + 2, None))
+            elif rule.type == "flatline":
+                # Each match just records when the key last matched; the timer in ``flatline_alerts`` alerts.
+                record = json.dumps({"at": item_time(item), "item_id": item.id, "source": item.source,
+                                 "channel": item.channel, "url": item.url})  # fmt: skip
+                pipe.hset(self.keys.last_match(rule.name), group, record)
+                plans.append(("flatline", len(pipe), None))
             else:
                 terms = sorted({fold_term(m.term) for m in alert.matched})
                 start = len(pipe)
@@ -89,7 +100,9 @@ class Windows:
         for (item, alert, rule), (kind, at, terms) in zip(pending, plans, strict=True):
             group = group_key(rule, item)
             decision: Decision | None = None
-            if kind == "spike":
+            if kind == "flatline":
+                position = at
+            elif kind == "spike":
                 count, reference = int(replies[at]), int(replies[at + 1])
                 position = at + 3
                 if count >= rule.num_events and count >= rule.spike_ratio * max(reference, 1):
@@ -124,6 +137,41 @@ class Windows:
                     decision.writes.append(_cooldown(self.keys.cooldown(rule.name, group), decision.alert, rule))
             decisions.append(decision)
         return decisions
+
+
+async def flatline_alerts(redis: Redis, keys: Keys, rules: Sequence[Rule], now: float) -> list[Alert]:
+    """Alerts for every ``flatline`` rule key whose last match is older than the rule's timeframe.
+
+    The id hashes the rule, the key and the time of that last match, so one silence alerts once.
+    """
+    found: list[Alert] = []
+    for rule in rules:
+        if rule.type != "flatline":
+            continue
+        records: Any = await redis.hgetall(keys.last_match(rule.name))
+        for group_raw, raw in records.items():
+            group = group_raw.decode() if isinstance(group_raw, bytes) else str(group_raw)
+            last = json.loads(raw)
+            silent = now - float(last["at"])
+            if silent < rule.timeframe:
+                continue
+            since = datetime.fromtimestamp(float(last["at"]), UTC)
+            found.append(
+                Alert(
+                    alert_id=short_hash(f"{rule.name}\x1f{group}\x1flast:{last['at']}"),
+                    rule=rule.name,
+                    severity=rule.severity,
+                    item_id=str(last["item_id"]),
+                    fired_at=utcnow(),
+                    matched=[],
+                    snippet=f"no matching item for {silent:.0f} s (limit {rule.timeframe:g} s); "
+                    f"the last was at {since.isoformat().replace('+00:00', 'Z')}",
+                    source=last["source"],
+                    channel=last["channel"],
+                    url=last.get("url"),
+                )
+            )
+    return found
 
 
 def _sadd(key: str, members: list[str]) -> Callable[[Pipeline], None]:

@@ -76,6 +76,10 @@ class Keys:
         """Set of the terms a ``first_seen`` rule has already seen, per group key."""
         return f"{self.prefix}:rule:{rule}:seen:{group}"
 
+    def last_match(self, rule: str) -> str:
+        """Hash of group key -> JSON of the newest matching item, for ``flatline`` rules."""
+        return f"{self.prefix}:rule:{rule}:last"
+
     def cooldown(self, rule: str, group: str) -> str:
         """Set (with the alert id, for ``realert``) while a rule and group key are cooling down."""
         return f"{self.prefix}:rule:{rule}:cooldown:{group}"
