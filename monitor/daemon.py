@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 from aiohttp import web
@@ -43,6 +44,16 @@ from monitor.schema import encode
 from monitor.status import export_gauges, pipeline_status
 
 log = structlog.get_logger(__name__)
+
+
+class PollingCollector(Protocol):
+    """What the web preview, feed and X collectors have in common for the daemon."""
+
+    async def run_once(self) -> None: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -186,12 +197,8 @@ class Daemon:
         except (RedisError, OSError) as exc:
             log.error("corpus ingestion failed", error=str(exc))
 
-    async def _telegram_web(self, emitter: Emitter) -> None:
-        from monitor.collectors.telegram_web import TelegramWebCollector  # noqa: PLC0415 - only when enabled
-
-        collector = TelegramWebCollector(
-            self.settings.collectors.telegram_web, emitter, emitter.checkpoints, self.metrics
-        )
+    async def _poll(self, collector: PollingCollector) -> None:
+        """One cycle with ``--once``, else until stopped; the collector's HTTP session is closed after."""
         try:
             if self.once:
                 await collector.run_once()
@@ -199,6 +206,14 @@ class Daemon:
                 await collector.run(self.stop)
         finally:
             await collector.aclose()
+
+    async def _telegram_web(self, emitter: Emitter) -> None:
+        from monitor.collectors.telegram_web import TelegramWebCollector  # noqa: PLC0415 - only when enabled
+
+        collector = TelegramWebCollector(
+            self.settings.collectors.telegram_web, emitter, emitter.checkpoints, self.metrics
+        )
+        await self._poll(collector)
 
     async def flatline_check(self, redis: Redis, publisher: Publisher, now: float | None = None) -> int:
         """Raise the alerts of ``flatline`` rules whose keys have gone silent; returns how many were new."""
@@ -284,25 +299,13 @@ class Daemon:
         from monitor.collectors.feeds import FeedCollector  # noqa: PLC0415 - only when enabled
 
         collector = FeedCollector(self.settings.collectors.feeds, emitter, emitter.checkpoints, self.metrics)
-        try:
-            if self.once:
-                await collector.run_once()
-            else:
-                await collector.run(self.stop)
-        finally:
-            await collector.aclose()
+        await self._poll(collector)
 
     async def _x(self, redis: Redis, emitter: Emitter) -> None:
         from monitor.collectors.x import XCollector  # noqa: PLC0415 - only when enabled
 
         collector = XCollector(self.settings.collectors.x, emitter, emitter.checkpoints, self.metrics, self.keys, redis)
-        try:
-            if self.once:
-                await collector.run_once()
-            else:
-                await collector.run(self.stop)
-        finally:
-            await collector.aclose()
+        await self._poll(collector)
 
     async def _telegram(self, redis: Redis, emitter: Emitter) -> None:
         from monitor.collectors import telegram as tg  # noqa: PLC0415 - Telethon only when enabled

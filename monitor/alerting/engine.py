@@ -48,6 +48,7 @@ class AlertEngine:
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.compiled = CompiledRules(rules)
+        self.rules_by_name = {rule.name: rule for rule in self.compiled.rules}
 
     @property
     def rule_count(self) -> int:

@@ -362,39 +362,33 @@ class CompiledRules:
             none_hit |= self._none_mask[pid]
             all_slots |= self._all_slots[pid]
             all_rules |= self._all_rules[pid]
+        # Regex and NEAR terms are checked per item; each one satisfied credits its rule like a pattern.
+        satisfied: list[_RegexTerm | _Near] = []
         regex_hits: dict[int, list[Hit]] = {}
         for term_regex in self._regex_terms:
             spans_found = [m.span() for m in term_regex.regex.finditer(text) if m.end() > m.start()]
-            if not spans_found:
-                continue
-            bit = 1 << term_regex.rule
-            if term_regex.kind == "none":
+            if spans_found:
+                satisfied.append(term_regex)
+                if term_regex.kind != "none":
+                    regex_hits.setdefault(term_regex.rule, []).extend(
+                        Hit(term_regex.term, a, b, term_regex.term, "regular expression") for a, b in spans_found
+                    )
+        near_positives: dict[int, list[tuple[int, str]]] = {}
+        for entry in self._near:
+            sides = entry.satisfied(present, hits, view, self._patterns)
+            if sides is not None:
+                satisfied.append(entry)
+                if entry.kind != "none":
+                    near_positives.setdefault(entry.rule, []).extend((pid, entry.term) for pid in sides)
+        for term in satisfied:
+            bit = 1 << term.rule
+            if term.kind == "none":
                 none_hit |= bit
-                continue
-            if term_regex.kind == "any":
+            elif term.kind == "any":
                 any_hit |= bit
             else:
-                all_slots |= term_regex.slot
+                all_slots |= term.slot
                 all_rules |= bit
-            regex_hits.setdefault(term_regex.rule, []).extend(
-                Hit(term_regex.term, a, b, term_regex.term, "regular expression") for a, b in spans_found
-            )
-        near_positives: dict[int, list[tuple[int, str]]] = {}
-        if self._near:
-            for entry in self._near:
-                sides = entry.satisfied(present, hits, view, self._patterns)
-                if sides is None:
-                    continue
-                bit = 1 << entry.rule
-                if entry.kind == "none":
-                    none_hit |= bit
-                    continue
-                if entry.kind == "any":
-                    any_hit |= bit
-                else:
-                    all_slots |= entry.slot
-                    all_rules |= bit
-                near_positives.setdefault(entry.rule, []).extend((pid, entry.term) for pid in sides)
         candidates = (any_hit | all_rules) & ~none_hit
         fired: list[int] = []
         while candidates:

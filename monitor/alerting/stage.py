@@ -49,7 +49,7 @@ class AlerterStage:
 
     async def handle(self, entries: Sequence[Entry]) -> list[Outcome | BaseException]:
         results: list[Outcome | BaseException] = []
-        rules = {rule.name: rule for rule in self.engine.compiled.rules}
+        rules = self.engine.rules_by_name  # the engine may be swapped by a reload: read it per batch
         windowed: list[tuple[Item, Alert, Rule]] = []
         owners: list[Outcome] = []
         for _, fields in entries:

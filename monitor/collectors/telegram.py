@@ -25,7 +25,7 @@ import json
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -485,6 +485,21 @@ class TelegramPort(Protocol):
         ...
 
 
+@contextlib.contextmanager
+def _translated_errors(channel: ChannelRef) -> Iterator[None]:
+    """Telethon's errors while reading a channel, as the port's own: FloodWait or TelegramUnavailable."""
+    try:
+        yield
+    except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:
+        raise FloodWait(exc.seconds) from exc
+    except errors.ChannelPrivateError as exc:
+        raise TelegramUnavailable(f"{channel.name}: {exc}", "private") from exc
+    except errors.RPCError as exc:
+        raise TelegramUnavailable(f"{channel.name}: {exc}") from exc
+    except ConnectionError as exc:
+        raise TelegramUnavailable(f"{channel.name}: {exc}", "connection") from exc
+
+
 class TelethonPort(TelegramPort):
     """``TelegramPort`` over a connected ``telethon.TelegramClient``."""
 
@@ -522,33 +537,17 @@ class TelethonPort(TelegramPort):
         messages = self.client.iter_messages(
             self._peer(channel), min_id=min_id, reverse=True, limit=limit, offset_date=since
         )
-        try:
+        with _translated_errors(channel):
             async for message in messages:
                 # Service messages (pins, title changes) carry no post; they are skipped, not published.
                 if isinstance(message, types.Message):
                     yield message
-        except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:
-            raise FloodWait(exc.seconds) from exc
-        except errors.ChannelPrivateError as exc:
-            raise TelegramUnavailable(f"{channel.name}: {exc}", "private") from exc
-        except errors.RPCError as exc:
-            raise TelegramUnavailable(f"{channel.name}: {exc}") from exc
-        except ConnectionError as exc:
-            raise TelegramUnavailable(f"{channel.name}: {exc}", "connection") from exc
 
     async def recent(self, channel: ChannelRef, limit: int) -> list[types.Message]:
         if limit <= 0:
             return []
-        try:
+        with _translated_errors(channel):
             found = [m async for m in self.client.iter_messages(self._peer(channel), limit=limit)]
-        except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:
-            raise FloodWait(exc.seconds) from exc
-        except errors.ChannelPrivateError as exc:
-            raise TelegramUnavailable(f"{channel.name}: {exc}", "private") from exc
-        except errors.RPCError as exc:
-            raise TelegramUnavailable(f"{channel.name}: {exc}") from exc
-        except ConnectionError as exc:
-            raise TelegramUnavailable(f"{channel.name}: {exc}", "connection") from exc
         return sorted((m for m in found if isinstance(m, types.Message)), key=lambda m: m.id)
 
 
