@@ -268,6 +268,8 @@ class Rule(Section):
     group_by: Literal["none", "source", "channel"] = "none"
     # Cooldown after an alert, per rule and group key (0 = none).
     realert: Seconds = 0.0
+    # Digest: hold this rule's alerts and send them as one message per period (0 = send each at once).
+    aggregate: Seconds = 0.0
 
     @field_validator("any", "all", "none")
     @classmethod
@@ -299,10 +301,95 @@ class ConsoleSinkSettings(Section):
     format: Literal["auto", "rich", "json"] = "auto"
 
 
+_SINK_NAME = r"^[A-Za-z0-9_.\-]+$"
+
+
+class SinkSettings(Section):
+    """One Apprise destination (Telegram bot, Slack, Discord, Matrix, email, ntfy, Signal, JSON webhook...)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=_SINK_NAME)
+    # The Apprise URL, e.g. tgram://BOT_TOKEN/CHAT_ID, slack://..., mailto://..., json://host/path.
+    # It holds credentials: write it as ${ENV_VAR}. It never appears in logs or metrics.
+    url: SecretStr
+    # Which body: short (chat apps) or full (email, webhooks); auto picks by the URL's scheme.
+    template: Literal["auto", "short", "full"] = "auto"
+    # For tgram:// only: the Bot API server (a self-hosted telegram-bot-api, or a test server).
+    api_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    # At most rate_limit messages per rate_window; a burst beyond that is folded into one digest.
+    rate_limit: int = Field(20, ge=1)
+    rate_window: Seconds = 60.0
+    # The most alerts one digest message lists.
+    digest_max: int = Field(50, ge=2, le=1000)
+    # Deliveries to this sink in flight at once (Apprise sends from a thread pool).
+    concurrency: int = Field(4, ge=1, le=64)
+    # Attempts before the alert goes to the dead stream for this sink; the wait doubles from
+    # backoff up to backoff_max between attempts.
+    max_attempts: int = Field(6, ge=1, le=100)
+    backoff: Seconds = 5.0
+    backoff_max: Seconds = 900.0
+    # One delivery attempt gives up after this long.
+    timeout: Seconds = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _apprise_url(cls, url: SecretStr) -> SecretStr:
+        from monitor.notify.apprise_sink import check_url  # noqa: PLC0415 - imports apprise only when sinks exist
+
+        problem = check_url(url.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return url
+
+
+class RouteSettings(Section):
+    """Alerts of these rules (empty = every rule) at or above min_severity go to these sinks."""
+
+    rules: list[str] = Field(default_factory=list)
+    min_severity: Severity = "info"
+    sinks: list[str] = Field(min_length=1)
+
+
+class TemplateSettings(Section):
+    """Jinja2 templates for notification bodies; unset = the built-in ones (see README)."""
+
+    # Files (relative to config.yaml) holding a template; the title is an inline template.
+    short: Path | None = None
+    full: Path | None = None
+    digest_short: Path | None = None
+    digest_full: Path | None = None
+    title: str | None = None
+
+
 class NotifySettings(Section):
     """Where alerts are delivered."""
 
     console: ConsoleSinkSettings = Field(default_factory=ConsoleSinkSettings)
+    sinks: list[SinkSettings] = Field(default_factory=list)
+    # Every route whose rules and severity match adds its sinks. An alert that no route matches goes
+    # to default_sinks (unset = every sink).
+    routes: list[RouteSettings] = Field(default_factory=list)
+    default_sinks: list[str] | None = None
+    templates: TemplateSettings = Field(default_factory=TemplateSettings)
+    # How long "delivered to this sink" is remembered: a replay or `dead retry` of an alert within it
+    # never re-sends to a sink that already has it.
+    delivered_ttl: Seconds = 7 * 86400.0
+
+    @model_validator(mode="after")
+    def _known_sinks(self) -> NotifySettings:
+        names = [sink.name for sink in self.sinks]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        problems = [f"sink name {name!r} is used more than once" for name in repeated]
+        known = set(names)
+        for index, route in enumerate(self.routes):
+            for name in route.sinks:
+                if name not in known:
+                    problems.append(f"routes[{index}].sinks: no sink is named {name!r} (sinks: {sorted(known)})")
+        for name in self.default_sinks or []:
+            if name not in known:
+                problems.append(f"default_sinks: no sink is named {name!r} (sinks: {sorted(known)})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class Settings(Section):
@@ -378,12 +465,40 @@ def _resolve_paths(settings: Settings, base: Path) -> None:
     settings.redis.data_dir = resolve(settings.redis.data_dir)
     settings.collectors.corpus.paths = [resolve(p) for p in settings.collectors.corpus.paths]
     settings.collectors.telegram.session = resolve(settings.collectors.telegram.session)
+    templates = settings.notify.templates
+    for name in ("short", "full", "digest_short", "digest_full"):
+        path = getattr(templates, name)
+        if path is not None:
+            setattr(templates, name, resolve(path))
+
+
+def _notify_problems(settings: Settings) -> list[tuple[str, str]]:
+    """Cross-checks the models cannot do alone: routes name existing rules, templates load and render."""
+    problems: list[tuple[str, str]] = []
+    rules = {rule.name for rule in settings.rules}
+    for index, route in enumerate(settings.notify.routes):
+        for name in route.rules:
+            if name not in rules:
+                problems.append((f"notify.routes[{index}].rules", f"no rule is named {name!r}"))
+    if settings.notify.sinks or settings.notify.templates != TemplateSettings():
+        from monitor.notify.templates import template_problems  # noqa: PLC0415 - jinja2 only when needed
+
+        problems += [(f"notify.templates.{where}", message) for where, message in template_problems(settings.notify)]
+    return problems
 
 
 def parse_config(
-    data: Any, *, source: str = "config", env: dict[str, str] | None = None, base_dir: Path | None = None
+    data: Any,
+    *,
+    source: str = "config",
+    env: dict[str, str] | None = None,
+    base_dir: Path | None = None,
+    cross_check: bool = True,
 ) -> Settings:
-    """Validate an already-loaded YAML document; raise ConfigError listing every problem."""
+    """Validate an already-loaded YAML document; raise ConfigError listing every problem.
+
+    ``cross_check=False`` leaves out the checks that need the final rule list (rule files come later).
+    """
     problems: list[tuple[str, str]] = []
     if data is None:
         data = {}
@@ -407,6 +522,8 @@ def parse_config(
         raise ConfigError(problems, source)
     if base_dir is not None:
         _resolve_paths(settings, base_dir)
+    if cross_check and (problems := _notify_problems(settings)):
+        raise ConfigError(problems, source)
     return settings
 
 
@@ -497,14 +614,14 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
     chosen = config_path(path)
     environment = dict(os.environ) if env is None else env
     if chosen is None:
-        settings = parse_config({}, source="(defaults)", env=environment, base_dir=Path.cwd())
+        settings = parse_config({}, source="(defaults)", env=environment, base_dir=Path.cwd(), cross_check=False)
         base_dir = Path.cwd()
         source = "(defaults)"
     else:
         data = _read_yaml(chosen)
         base_dir = chosen.resolve().parent
         source = str(chosen)
-        settings = parse_config(data, source=source, env=environment, base_dir=base_dir)
+        settings = parse_config(data, source=source, env=environment, base_dir=base_dir, cross_check=False)
         settings.source_path = chosen.resolve()
     files = rule_files(base_dir)
     if files:
@@ -518,6 +635,8 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
             raise ConfigError(problems, source)
         settings.rules = [*settings.rules, *extra]
         settings.rule_paths = files
+    if problems := _notify_problems(settings):
+        raise ConfigError(problems, source)
     return settings
 
 
@@ -534,4 +653,9 @@ def secret_values(settings: Settings) -> list[str]:
     for secret in candidates:
         if secret is not None and len(secret.get_secret_value()) >= 4:
             values.append(secret.get_secret_value())
+    if settings.notify.sinks:
+        from monitor.notify.apprise_sink import url_secrets  # noqa: PLC0415 - only when sinks exist
+
+        for sink in settings.notify.sinks:
+            values += url_secrets(sink.url.get_secret_value())
     return values

@@ -38,8 +38,13 @@ from monitor.errors import ConfigError
 from monitor.metrics import Metrics, metrics_app
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.stage import NormalizerStage
+from monitor.notify.apprise_sink import AppriseSink
 from monitor.notify.console import ConsoleSink
+from monitor.notify.dispatcher import DispatchLimits, SinkDispatcher
+from monitor.notify.outbox import Outbox, RetryPolicy
+from monitor.notify.routing import Router
 from monitor.notify.stage import NotifierStage, Sink
+from monitor.notify.templates import Templates
 from monitor.schema import encode
 from monitor.status import export_gauges, pipeline_status
 
@@ -72,7 +77,11 @@ class Daemon:
     reload_requested: asyncio.Event = field(default_factory=asyncio.Event)
     rules_poll_interval: float = 2.0
     flatline_interval: float = 30.0
+    # How often an idle sink dispatcher looks for alerts queued by another process or due for a retry.
+    notify_poll_interval: float = 1.0
     alerter: AlerterStage | None = None
+    dispatchers: list[SinkDispatcher] = field(default_factory=list)
+    _aggregates: tuple[object, dict[str, float]] = (None, {})
 
     @property
     def keys(self) -> Keys:
@@ -84,11 +93,64 @@ class Daemon:
         if sinks is None:
             console = self.settings.notify.console
             sinks = [ConsoleSink(console.format)] if console.enabled else []
+        notify = self.settings.notify
+        outboxes = {
+            sink.name: Outbox(redis, self.keys, sink.name, delivered_ttl=notify.delivered_ttl) for sink in notify.sinks
+        }
+        templates = Templates.from_settings(notify)
+        self.dispatchers = [
+            SinkDispatcher(
+                AppriseSink(
+                    sink.name,
+                    sink.url.get_secret_value(),
+                    template=sink.template,
+                    api_url=sink.api_url,
+                    timeout=sink.timeout,
+                ),
+                outboxes[sink.name],
+                templates,
+                self.metrics,
+                DispatchLimits(
+                    rate_limit=sink.rate_limit,
+                    rate_window=sink.rate_window,
+                    digest_max=sink.digest_max,
+                    concurrency=sink.concurrency,
+                    timeout=sink.timeout,
+                    retry=RetryPolicy(sink.max_attempts, sink.backoff, sink.backoff_max),
+                ),
+                poll_interval=self.notify_poll_interval,
+            )
+            for sink in notify.sinks
+        ]
+        wakes = {dispatcher.sink.name: dispatcher.wake for dispatcher in self.dispatchers}
+
+        def wake(names: set[str]) -> None:
+            for name in names:
+                wakes[name].set()
+
+        notifier = NotifierStage(
+            redis,
+            self.keys,
+            sinks,
+            self.metrics,
+            self.settings.redis.stage_dedup_ttl,
+            outboxes=outboxes,
+            router=Router(notify),
+            aggregate_for=self._aggregate_for,
+            on_queued=wake,
+        )
         return [
             NormalizerStage(self.keys, Normalizer(self.settings.normalizer, warm=True), self.metrics),
             AlerterStage(self.keys, AlertEngine(self.settings.rules), self.metrics, Windows(redis, self.keys)),
-            NotifierStage(redis, self.keys, sinks, self.metrics, self.settings.redis.stage_dedup_ttl),
+            notifier,
         ]
+
+    def _aggregate_for(self, rule: str) -> float:
+        """The ``aggregate`` period of a rule in the live rule set (0 when unknown or unset)."""
+        rules = self.settings.rules
+        if self._aggregates[0] is not rules:
+            self._aggregates = (rules, {r.name: r.aggregate for r in rules})
+        return self._aggregates[1].get(rule, 0.0)
 
     async def run(self) -> None:
         """Run until stopped (or, with ``once``, until drained)."""
@@ -136,6 +198,8 @@ class Daemon:
                 spawn(server.supervise(self.stop), "embedded-redis")
             for worker in workers:
                 spawn(worker.run(), f"worker-{worker.stage.name}")
+            for dispatcher in self.dispatchers:
+                spawn(dispatcher.run(self.stop), f"notify-{dispatcher.sink.name}")
             spawn(run_trimmer(redis, keys, settings.redis.retention, self.metrics, self.stop), "trimmer")
             spawn(self._export_stats(redis), "stats")
             spawn(self._watch_rules(), "rules")
@@ -320,8 +384,16 @@ class Daemon:
         quiet = 0
         while not self.stop.is_set():
             status = await pipeline_status(redis, self.keys)
-            quiet = quiet + 1 if status.backlog == 0 else 0
+            now = time.time()
+            due = sum([await d.outbox.due(now) for d in self.dispatchers])
+            quiet = quiet + 1 if status.backlog == 0 and due == 0 else 0
             if quiet >= 2:
+                waiting = {d.sink.name: n for d in self.dispatchers if (n := await d.outbox.size())}
+                if waiting:
+                    log.info(
+                        "notifications still waiting (retrying or held for a digest); they go out on the next run",
+                        waiting=waiting,
+                    )
                 log.info("queues drained; stopping (--once)")
                 self.stop.set()
                 return
@@ -340,7 +412,8 @@ class Daemon:
         interval = self.settings.metrics.stats_interval
         while not self.stop.is_set():
             try:
-                export_gauges(await pipeline_status(redis, self.keys), self.metrics)
+                sinks = [d.sink.name for d in self.dispatchers]
+                export_gauges(await pipeline_status(redis, self.keys, sinks), self.metrics)
                 self.metrics.redis_up.set(1)
             except (RedisError, OSError) as exc:
                 self.metrics.redis_up.set(0)

@@ -61,6 +61,25 @@ class Metrics:
         self.notifications = Counter(
             "warwatch_notifications_total", "Alert deliveries per sink and outcome.", ["sink", "status"], registry=r
         )
+        self.notification_messages = Counter(
+            "warwatch_notification_messages_total",
+            "Messages sent to a sink, by kind: single (one alert) or digest (several folded into one).",
+            ["sink", "kind"],
+            registry=r,
+        )
+        self.notification_seconds = Histogram(
+            "warwatch_notification_seconds",
+            "Time one send to a sink took, successful or not.",
+            ["sink"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+            registry=r,
+        )
+        self.notification_outbox = Gauge(
+            "warwatch_notification_outbox",
+            "Alerts waiting for delivery to a sink (due, retrying or held for a digest).",
+            ["sink"],
+            registry=r,
+        )
         self.dead_letters = Counter(
             "warwatch_dead_letters_total", "Entries moved to the dead stream.", ["stage"], registry=r
         )

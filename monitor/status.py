@@ -7,6 +7,7 @@ binary) it is counted from the stream, up to ``LAG_COUNT_CAP``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,6 +51,8 @@ class PipelineStatus:
     streams: list[StreamStatus]
     dead_letters: int
     channels: dict[str, dict[str, Any]]
+    # Alerts waiting in each notification sink's outbox (due, retrying, or held for a digest).
+    outboxes: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,8 +104,9 @@ async def stream_status(redis: Redis, stream: str) -> StreamStatus:
     return status
 
 
-async def pipeline_status(redis: Redis, keys: Keys) -> PipelineStatus:
-    """Status of every pipeline stream, the dead-letter count and the newest item per channel."""
+async def pipeline_status(redis: Redis, keys: Keys, sinks: Sequence[str] = ()) -> PipelineStatus:
+    """Status of every pipeline stream, the dead-letter count, the newest item per channel and the
+    outbox size of each of ``sinks``."""
     streams = [await stream_status(redis, name) for name in keys.stream_groups()]
     dead = next((s.length for s in streams if s.name == keys.dead), 0)
     channels: dict[str, dict[str, Any]] = {}
@@ -111,7 +115,10 @@ async def pipeline_status(redis: Redis, keys: Keys) -> PipelineStatus:
             channels[_text(name)] = msgspec.json.decode(record)
         except msgspec.DecodeError:
             continue
-    return PipelineStatus(streams=streams, dead_letters=dead, channels=dict(sorted(channels.items())))
+    outboxes = {sink: int(await redis.zcard(keys.outbox(sink))) for sink in sinks}
+    return PipelineStatus(
+        streams=streams, dead_letters=dead, channels=dict(sorted(channels.items())), outboxes=outboxes
+    )
 
 
 def export_gauges(status: PipelineStatus, metrics: Metrics) -> None:
@@ -121,12 +128,15 @@ def export_gauges(status: PipelineStatus, metrics: Metrics) -> None:
         for group in stream.groups:
             metrics.stream_lag.labels(stream.name, group.name).set(group.lag)
             metrics.stream_pending.labels(stream.name, group.name).set(group.pending)
+    for sink, waiting in status.outboxes.items():
+        metrics.notification_outbox.labels(sink).set(waiting)
 
 
 async def read_status(settings: Settings) -> PipelineStatus:
     """``monitor status``: connect as configured and read the pipeline's state."""
     async with open_redis(settings.redis) as redis:
-        return await pipeline_status(redis, Keys(settings.redis.key_prefix))
+        sinks = [sink.name for sink in settings.notify.sinks]
+        return await pipeline_status(redis, Keys(settings.redis.key_prefix), sinks)
 
 
 def render_status(status: PipelineStatus, console: Console) -> None:
@@ -149,6 +159,9 @@ def render_status(status: PipelineStatus, console: Console) -> None:
     console.print(table)
     style = "bold red" if status.dead_letters else "green"
     console.print(f"dead letters: [{style}]{status.dead_letters}[/{style}]")
+    if status.outboxes:
+        waiting = ", ".join(f"{sink} {count}" for sink, count in status.outboxes.items())
+        console.print(f"notifications waiting per sink: {waiting}")
     if status.channels:
         channels = Table(title="last item per channel", title_justify="left")
         for column in ("source:channel", "published_at", "collected_at", "item_id"):

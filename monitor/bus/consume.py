@@ -62,6 +62,8 @@ class Outcome:
     emits: list[Emit] = field(default_factory=list)
     extra: Callable[[Pipeline], None] | None = None
     source: str = "unknown"
+    # Called once the batch's writes (including ``extra``) have been executed.
+    on_written: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)
@@ -72,6 +74,7 @@ class _Batch:
     acks: list[bytes] = field(default_factory=list)
     emits: list[tuple[Emit, str]] = field(default_factory=list)
     retry: list[tuple[Entry, BaseException]] = field(default_factory=list)
+    written: list[Callable[[], None]] = field(default_factory=list)
     position: int = 0
     fetch: bool = False
 
@@ -276,6 +279,8 @@ class StreamWorker:
                 batch.emits.extend((emit, result.source) for emit in result.emits)
                 if result.extra is not None:
                     result.extra(pipe)
+                if result.on_written is not None:
+                    batch.written.append(result.on_written)
                 batch.acks.append(entry_id)
             elif is_permanent(result):
                 self._queue_dead(pipe, entry_id, fields, result, deliveries=None)
@@ -305,6 +310,8 @@ class StreamWorker:
                 self._count(self.metrics.items_out, source)
                 if emit.on_written is not None:
                     emit.on_written()
+        for callback in batch.written:
+            callback()
         if batch.retry:
             await self._handle_failures(batch.retry)
         return fetched

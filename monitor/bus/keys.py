@@ -64,6 +64,26 @@ class Keys:
         """Set once an alert has been delivered to one sink."""
         return f"{self.prefix}:delivered:{sink}:{alert_id}"
 
+    def outbox(self, sink: str) -> str:
+        """Sorted set of the alert ids waiting for delivery to one sink, scored by when they are due."""
+        return f"{self.prefix}:notify:{sink}:outbox"
+
+    def outbox_payload(self, sink: str) -> str:
+        """Hash alert id -> alert JSON, for the alerts in a sink's outbox."""
+        return f"{self.prefix}:notify:{sink}:payload"
+
+    def outbox_attempts(self, sink: str) -> str:
+        """Hash alert id -> failed delivery attempts so far, for a sink's outbox."""
+        return f"{self.prefix}:notify:{sink}:attempts"
+
+    def outbox_digest(self, sink: str) -> str:
+        """Hash alert id -> digest key (rule and period) for alerts of rules with ``aggregate``."""
+        return f"{self.prefix}:notify:{sink}:digest"
+
+    def sink_rate(self, sink: str) -> str:
+        """Prefix of the per-window counters of messages sent to a sink (``...:rate:<window number>``)."""
+        return f"{self.prefix}:notify:{sink}:rate"
+
     def cursor(self, source: str, channel: str) -> str:
         """A collector's checkpoint for one channel: last message id, since_id or ETag."""
         return f"{self.prefix}:cursor:{source}:{channel}"
