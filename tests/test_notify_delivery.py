@@ -420,3 +420,31 @@ async def test_daemon_retries_a_failing_sink_without_resending_to_the_healthy_on
         await asyncio.wait_for(running, 60)
     assert [r.status for r in receiver.received if r.path.startswith("/hook/")] == [500, 500, 200]
     assert len(receiver.delivered("/bot")) == 1
+
+
+async def test_daemon_holds_aggregated_rule_alerts_and_sends_one_digest_when_the_period_ends(
+    redis_url: str, redis_client: aioredis.Redis, keys: Keys, receiver: NotifyReceiver, tmp_path: Path
+) -> None:
+    """A rule with aggregate: 1h queues its alerts under one digest key due at the period's end, sent as one."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for number in range(3):
+        (corpus / f"r{number}.txt").write_text(f"Report {number}\n\nShelling near Bakhmut, wave {number}.\n", "utf-8")
+    settings = daemon_settings(redis_url, keys, corpus, receiver, default_sinks=["webhook"])
+    settings.rules[0].aggregate = 3600.0
+    await asyncio.wait_for(Daemon(settings, once=True, consumer_prefix="t4").run(), 120)
+    assert receiver.received == []  # held for the digest
+
+    outbox = Outbox(redis_client, keys, "webhook", delivered_ttl=3600)
+    queued = await redis_client.zrange(keys.outbox("webhook"), 0, -1, withscores=True)
+    assert len(queued) == 3
+    [due] = {score for _, score in queued}
+    assert due % 3600 == 0
+    assert len(set((await redis_client.hgetall(keys.outbox_digest("webhook"))).values())) == 1
+
+    dispatcher = SinkDispatcher(webhook_sink(receiver, "webhook"), outbox, Templates(), Metrics(), clock=lambda: due + 1)
+    assert await dispatcher.step() == 3
+    [digest] = receiver.delivered()
+    assert digest.payload["message"].startswith("3 alerts for bakhmut")
+    assert all(f"wave {n}" in digest.payload["message"] for n in range(3))
+    assert await outbox.size() == 0
