@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from monitor import __version__
 from monitor.config import Settings, config_path, load_config, secret_values
@@ -223,7 +224,7 @@ def dead_list(
         out.print("no dead letters")
     for e in entries:
         out.print(f"[bold]{e.id}[/bold] {e.stage} ({e.stream} {e.entry_id}, {e.deliveries} deliveries, {e.failed_at})")
-        out.print(f"  [red]{e.error}[/red]", markup=True)
+        out.print(f"  [red]{escape(e.error)}[/red]", markup=True)
 
 
 @dead_app.command("retry")
@@ -251,6 +252,37 @@ def dead_retry(
     except MonitorError as exc:
         raise _fail(exc) from None
     err.print(f"{len(done)} dead letter(s) sent back for another try")
+
+
+notify_app = typer.Typer(help="Notification sinks (Apprise).", no_args_is_help=True)
+app.add_typer(notify_app, name="notify")
+
+
+@notify_app.command("test")
+def notify_test(
+    sinks: Annotated[list[str] | None, typer.Argument(help="sink names (default: every sink)")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Send a sample alert to sinks now (no outbox, no retry) and say which accepted it."""
+    from monitor.notify.probe import probe_sinks  # noqa: PLC0415
+
+    settings = _settings(config)
+    if not settings.notify.sinks:
+        err.print("no sinks configured (notify.sinks)")
+        raise typer.Exit(2)
+    try:
+        results = asyncio.run(probe_sinks(settings.notify, sinks or ()))
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    out = Console(highlight=False, soft_wrap=True)
+    for result in results:
+        if result.ok:
+            out.print(f"[green]ok[/green]     {escape(result.sink)}")
+        else:
+            out.print(f"[red]failed[/red] {escape(result.sink)}: {escape(result.error)}")
+    if not all(result.ok for result in results):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -442,9 +443,37 @@ async def test_daemon_holds_aggregated_rule_alerts_and_sends_one_digest_when_the
     assert due % 3600 == 0
     assert len(set((await redis_client.hgetall(keys.outbox_digest("webhook"))).values())) == 1
 
-    dispatcher = SinkDispatcher(webhook_sink(receiver, "webhook"), outbox, Templates(), Metrics(), clock=lambda: due + 1)
+    sink = webhook_sink(receiver, "webhook")
+    dispatcher = SinkDispatcher(sink, outbox, Templates(), Metrics(), clock=lambda: due + 1)
     assert await dispatcher.step() == 3
     [digest] = receiver.delivered()
     assert digest.payload["message"].startswith("3 alerts for bakhmut")
     assert all(f"wave {n}" in digest.payload["message"] for n in range(3))
     assert await outbox.size() == 0
+
+
+async def test_notify_test_command_reports_each_sink_without_leaking_urls(
+    receiver: NotifyReceiver, tmp_path: Path
+) -> None:
+    """`monitor notify test` sends the sample alert to each sink, says which failed and exits 1, URLs hidden."""
+    config = tmp_path / "config.yaml"
+    good = f"json://127.0.0.1:{receiver.port}/hook/{HOOK_SECRET}good"
+    bad = f"json://127.0.0.1:{receiver.port}/hook/{HOOK_SECRET}bad"
+    config.write_text(
+        "rules: [{name: r, any: [x]}]\n"
+        f"notify:\n  sinks:\n    - {{name: good, url: '{good}'}}\n    - {{name: bad, url: '{bad}'}}\n",
+        encoding="utf-8",
+    )
+    receiver.fail(f"/hook/{HOOK_SECRET}bad", 502)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor", "notify", "test", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    output = stdout.decode() + stderr.decode()
+    assert process.returncode == 1, output
+    assert "ok     good" in output
+    assert "failed bad" in output and "502" in output
+    assert HOOK_SECRET not in output
+    [sent] = receiver.delivered()
+    assert sent.payload["title"].startswith("[test] [HIGH] sample-rule")

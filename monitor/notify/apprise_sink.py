@@ -132,7 +132,8 @@ class AppriseSink:
         if api_url and self.scheme in TELEGRAM_SCHEMES:
             # The Telegram plugin builds every request from notify_url + token; an instance attribute
             # points this one sink at another Bot API server without touching other sinks.
-            plugin.notify_url = api_url.rstrip("/") + "/bot"
+            # The attribute is defined on the Telegram plugin class, not on the NotifyBase type returned.
+            plugin.notify_url = api_url.rstrip("/") + "/bot"  # type: ignore[attr-defined]
         self._apprise = apprise.Apprise()
         self._apprise.add(plugin)
 

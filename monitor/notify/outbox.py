@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.client import Pipeline
+from redis.typing import EncodableT, FieldT
 
 from monitor.bus.keys import GROUP_NOTIFIER, Keys
 from monitor.bus.redis import Redis
@@ -188,7 +189,7 @@ class Outbox:
         pipe.hdel(self.attempts, *ids)
         pipe.hdel(self.digest, *ids)
 
-    def _dead_fields(self, claim: Claimed, error: str, failures: int) -> dict[str, Any]:
+    def _dead_fields(self, claim: Claimed, error: str, failures: int) -> dict[FieldT, EncodableT]:
         """A dead letter like the stream workers write: ``dead retry`` re-adds it to the alerts stream,
         and the notifier then re-sends it to the sinks that have not had it, this one."""
         return {
