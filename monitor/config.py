@@ -380,13 +380,15 @@ class NotifySettings(Section):
         repeated = sorted({name for name in names if names.count(name) > 1})
         problems = [f"sink name {name!r} is used more than once" for name in repeated]
         known = set(names)
+
+        def unknown(name: str) -> str:
+            if "://" in name:  # a sink URL pasted where its name belongs: never echo it (credentials)
+                return f"expected a sink name, not a URL (sinks: {sorted(known)})"
+            return f"no sink is named {name!r} (sinks: {sorted(known)})"
+
         for index, route in enumerate(self.routes):
-            for name in route.sinks:
-                if name not in known:
-                    problems.append(f"routes[{index}].sinks: no sink is named {name!r} (sinks: {sorted(known)})")
-        for name in self.default_sinks or []:
-            if name not in known:
-                problems.append(f"default_sinks: no sink is named {name!r} (sinks: {sorted(known)})")
+            problems += [f"routes[{index}].sinks: {unknown(name)}" for name in route.sinks if name not in known]
+        problems += [f"default_sinks: {unknown(name)}" for name in self.default_sinks or [] if name not in known]
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError
+from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from monitor.config import NotifySettings
@@ -178,7 +178,7 @@ def template_problems(notify: NotifySettings) -> list[tuple[str, str]]:
     for name, text in sources.items():
         try:
             env.from_string(text).render(contexts[name])
-        except TemplateError as exc:
+        except Exception as exc:  # noqa: BLE001 - a template can raise anything (TypeError from `{{ rule + 1 }}`)
             line = getattr(exc, "lineno", None)
             where = f"line {line}: " if line else ""
             problems.append((name, f"{where}{type(exc).__name__}: {exc}"))
