@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import sys
 from datetime import UTC, datetime
@@ -29,6 +30,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True, soft_wrap=True)
+
+
+class Role(enum.StrEnum):
+    """What ``monitor run`` runs."""
+
+    all = "all"
+    collectors = "collectors"
+    workers = "workers"
+
 
 ConfigOption = Annotated[
     Path | None,
@@ -60,13 +70,25 @@ def _settings(config: Path | None) -> Settings:
 def run(
     config: ConfigOption = None,
     once: Annotated[bool, typer.Option("--once", help="ingest, drain the queues, then exit")] = False,
+    role: Annotated[
+        Role,
+        typer.Option(
+            "--role",
+            help="all: everything; collectors: only the collectors; workers: normalizer, alerter, notifier, "
+            "trimmer and timers (run several, on other machines, against one Redis)",
+        ),
+    ] = Role.all,
+    consumer: Annotated[
+        str | None,
+        typer.Option("--consumer", help="this process's consumer name in the groups (default: the host name)"),
+    ] = None,
 ) -> None:
     """Run the daemon: embedded Redis, collectors, normalizer, alerter, notifier, metrics."""
     from monitor.daemon import run_daemon  # noqa: PLC0415 - keeps `monitor --help` fast
 
     settings = _settings(config)
     try:
-        asyncio.run(run_daemon(settings, once=once))
+        asyncio.run(run_daemon(settings, once=once, role=role.value, consumer=consumer))
     except MonitorError as exc:
         raise _fail(exc) from None
     except (KeyboardInterrupt, asyncio.CancelledError):

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import structlog
 from aiohttp import web
@@ -31,6 +33,7 @@ from monitor.bus.keys import Keys
 from monitor.bus.publish import Publisher
 from monitor.bus.redis import EmbeddedRedis, Redis, open_redis
 from monitor.bus.trim import run_trimmer
+from monitor.channel_metrics import prime_channel_metrics
 from monitor.collectors.base import Checkpoints, Emitter
 from monitor.collectors.corpus import ingest_paths
 from monitor.config import Settings, load_config, rule_files
@@ -46,9 +49,13 @@ from monitor.notify.routing import Router
 from monitor.notify.stage import NotifierStage, Sink
 from monitor.notify.templates import Templates
 from monitor.schema import encode
-from monitor.status import export_gauges, pipeline_status
+from monitor.status import export_gauges, export_redis_health, pipeline_status
 
 log = structlog.get_logger(__name__)
+
+Role = Literal["all", "collectors", "workers"]
+# A worker process holds its consumer name this long between renewals (renewed every third of it).
+CONSUMER_LEASE_SECONDS = 30
 
 
 class PollingCollector(Protocol):
@@ -80,6 +87,10 @@ class Daemon:
     # How often an idle sink dispatcher looks for alerts queued by another process or due for a retry.
     notify_poll_interval: float = 1.0
     alerter: AlerterStage | None = None
+    # all: collectors and workers; collectors: only the collectors; workers: the stage workers,
+    # notification dispatchers, trimmer and timers. Roles can run as separate processes or machines.
+    role: Role = "all"
+    _lease_token: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     dispatchers: list[SinkDispatcher] = field(default_factory=list)
     _aggregates: tuple[object, dict[str, float]] = (None, {})
 
@@ -159,6 +170,14 @@ class Daemon:
             self.redis = redis
             await self._run_with(redis, servers[0] if servers else None)
 
+    @property
+    def runs_workers(self) -> bool:
+        return self.role in ("all", "workers")
+
+    @property
+    def runs_collectors(self) -> bool:
+        return self.role in ("all", "collectors")
+
     async def _run_with(self, redis: Redis, server: EmbeddedRedis | None) -> None:
         settings = self.settings
         keys = self.keys
@@ -166,23 +185,28 @@ class Daemon:
         # have to outlive redeliveries (stage_dedup_ttl), which keeps Redis memory down.
         publisher = Publisher(redis, keys, settings.redis.dedup_ttl)
         stage_publisher = Publisher(redis, keys, settings.redis.stage_dedup_ttl)
-        stages = self.build_stages(redis)
-        self.alerter = next(stage for stage in stages if isinstance(stage, AlerterStage))
-        for stage in stages:
-            await ensure_group(redis, stage.stream, stage.group)
-        workers = [
-            StreamWorker(
-                redis,
-                keys,
-                stage,
-                consumer=f"{self.consumer_prefix}-{stage.name}",
-                settings=settings.redis.consumer,
-                publisher=stage_publisher,
-                metrics=self.metrics,
-                stop=self.stop,
-            )
-            for stage in stages
-        ]
+        workers: list[StreamWorker] = []
+        if self.runs_workers:
+            await self._claim_consumer_name(redis)
+            stages = self.build_stages(redis)
+            self.alerter = next(stage for stage in stages if isinstance(stage, AlerterStage))
+            for stage in stages:
+                await ensure_group(redis, stage.stream, stage.group)
+            workers = [
+                StreamWorker(
+                    redis,
+                    keys,
+                    stage,
+                    consumer=f"{self.consumer_prefix}-{stage.name}",
+                    settings=settings.redis.consumer,
+                    publisher=stage_publisher,
+                    metrics=self.metrics,
+                    stop=self.stop,
+                )
+                for stage in stages
+            ]
+        if self.runs_collectors:
+            await prime_channel_metrics(self.metrics, settings, redis, keys, time.time())
         tasks: list[asyncio.Task[None]] = []
         async with asyncio.TaskGroup() as group:
 
@@ -196,54 +220,29 @@ class Daemon:
                 spawn(self._serve_metrics(redis), "metrics")
             if server is not None:
                 spawn(server.supervise(self.stop), "embedded-redis")
-            for worker in workers:
-                spawn(worker.run(), f"worker-{worker.stage.name}")
-            for dispatcher in self.dispatchers:
-                spawn(dispatcher.run(self.stop), f"notify-{dispatcher.sink.name}")
-            spawn(run_trimmer(redis, keys, settings.redis.retention, self.metrics, self.stop), "trimmer")
             spawn(self._export_stats(redis), "stats")
-            spawn(self._watch_rules(), "rules")
-            spawn(self._flatline_timer(redis, stage_publisher), "flatline")
-            emitter = Emitter(publisher, Checkpoints(redis, keys), self.metrics)
+            if self.runs_workers:
+                for worker in workers:
+                    spawn(worker.run(), f"worker-{worker.stage.name}")
+                for dispatcher in self.dispatchers:
+                    spawn(dispatcher.run(self.stop), f"notify-{dispatcher.sink.name}")
+                spawn(run_trimmer(redis, keys, settings.redis.retention, self.metrics, self.stop), "trimmer")
+                spawn(self._watch_rules(), "rules")
+                spawn(self._flatline_timer(redis, stage_publisher), "flatline")
+                spawn(self._keep_consumer_name(redis), "consumer-lease")
             collecting: list[asyncio.Task[None]] = []  # one-shot collection that --once waits for
-            corpus = settings.collectors.corpus
-            if corpus.enabled and corpus.paths:
-                collecting.append(spawn(self._ingest(publisher), "corpus"))
-            web = settings.collectors.telegram_web
-            if web.enabled is not False and web.channels:
-                task = spawn(_guard("telegram_web", self._telegram_web(emitter)), "telegram_web")
-                if self.once:
-                    collecting.append(task)
-            telegram = settings.collectors.telegram
-            if telegram.enabled is not False and not self.once:  # a streaming collector: not in --once
-                if telegram.api_id and telegram.api_hash and telegram.api_hash.get_secret_value():
-                    if telegram.channels:
-                        spawn(_guard("telegram", self._telegram(redis, emitter)), "telegram")
-                else:
-                    log.info(
-                        "telegram collector disabled: no API credentials. To enable it set TELEGRAM_API_ID and "
-                        "TELEGRAM_API_HASH (collectors.telegram.api_id/api_hash), run `monitor telegram login`, "
-                        "and list collectors.telegram.channels"
-                    )
-            feeds = settings.collectors.feeds
-            if feeds.enabled is not False and feeds.urls:
-                task = spawn(_guard("feeds", self._feeds(emitter)), "feeds")
-                if self.once:
-                    collecting.append(task)
-            x = settings.collectors.x
-            if x.enabled is not False and (x.accounts or x.queries):
-                if x.bearer_token is not None and x.bearer_token.get_secret_value():
-                    if not self.once or x.mode == "poll":  # the filtered stream is skipped by --once
-                        task = spawn(_guard("x", self._x(redis, emitter)), "x")
-                        if self.once:
-                            collecting.append(task)
-                else:
-                    log.info("x collector disabled: set X_BEARER_TOKEN (collectors.x.bearer_token) to enable it")
+            if self.runs_collectors:
+                emitter = Emitter(publisher, Checkpoints(redis, keys), self.metrics)
+                collecting = self._spawn_collectors(spawn, redis, publisher, emitter)
             if self.once:
-                spawn(self._stop_when_drained(redis, collecting), "once")
+                if self.runs_workers:
+                    spawn(self._stop_when_drained(redis, collecting), "once")
+                else:
+                    spawn(self._stop_when_collected(collecting), "once")
             self.ready.set()
             log.info(
                 "monitor running",
+                role=self.role,
                 once=self.once,
                 rules=len(settings.rules),
                 prefix=keys.prefix,
@@ -253,6 +252,121 @@ class Daemon:
             log.info("monitor stopped; stopping embedded redis")
         else:
             log.info("monitor stopped")
+
+    def _spawn_collectors(
+        self,
+        spawn: Callable[[Awaitable[None], str], asyncio.Task[None]],
+        redis: Redis,
+        publisher: Publisher,
+        emitter: Emitter,
+    ) -> list[asyncio.Task[None]]:
+        """Start every enabled collector; returns the one-shot ones ``--once`` waits for."""
+        settings = self.settings
+        collecting: list[asyncio.Task[None]] = []
+        corpus = settings.collectors.corpus
+        if corpus.enabled and corpus.paths:
+            collecting.append(spawn(self._ingest(publisher), "corpus"))
+        web = settings.collectors.telegram_web
+        if web.enabled is not False and web.channels:
+            task = spawn(_guard("telegram_web", self._telegram_web(emitter)), "telegram_web")
+            if self.once:
+                collecting.append(task)
+        telegram = settings.collectors.telegram
+        if telegram.enabled is not False and not self.once:  # a streaming collector: not in --once
+            if telegram.api_id and telegram.api_hash and telegram.api_hash.get_secret_value():
+                if telegram.channels:
+                    spawn(_guard("telegram", self._telegram(redis, emitter)), "telegram")
+            else:
+                log.info(
+                    "telegram collector disabled: no API credentials. To enable it set TELEGRAM_API_ID and "
+                    "TELEGRAM_API_HASH (collectors.telegram.api_id/api_hash), run `monitor telegram login`, "
+                    "and list collectors.telegram.channels"
+                )
+        feeds = settings.collectors.feeds
+        if feeds.enabled is not False and feeds.urls:
+            task = spawn(_guard("feeds", self._feeds(emitter)), "feeds")
+            if self.once:
+                collecting.append(task)
+        x = settings.collectors.x
+        if x.enabled is not False and (x.accounts or x.queries):
+            if x.bearer_token is not None and x.bearer_token.get_secret_value():
+                if not self.once or x.mode == "poll":  # the filtered stream is skipped by --once
+                    task = spawn(_guard("x", self._x(redis, emitter)), "x")
+                    if self.once:
+                        collecting.append(task)
+            else:
+                log.info("x collector disabled: set X_BEARER_TOKEN (collectors.x.bearer_token) to enable it")
+        return collecting
+
+    async def _stop_when_collected(self, collecting: list[asyncio.Task[None]]) -> None:
+        """For ``--once --role collectors``: stop when every one-shot collector has finished."""
+        if collecting:
+            await asyncio.wait(collecting)
+        log.info("collection done; stopping (--once)")
+        self.stop.set()
+
+    async def _claim_consumer_name(self, redis: Redis) -> None:
+        """Make sure no live process uses this consumer name: two would read each other's pending entries.
+
+        The name is leased in Redis. A lease left by a process that died on this host (or by an earlier
+        run of this container, which had the same pid) is taken over at once; one held from another host
+        is waited out until its TTL ends, and a live holder is an error.
+        """
+        key = self.keys.consumer_lease(self.consumer_prefix)
+        token = self._lease_token
+        deadline = time.monotonic() + CONSUMER_LEASE_SECONDS + 2
+        while True:
+            if await redis.set(key, token, nx=True, ex=CONSUMER_LEASE_SECONDS):
+                return
+            raw = await redis.get(key)
+            holder = raw.decode() if raw is not None else ""
+            if not holder:
+                continue
+            host, _, rest = holder.partition(":")
+            pid_text = rest.partition(":")[0]
+            if host == socket.gethostname() and pid_text.isdigit():
+                pid = int(pid_text)
+                if pid == os.getpid() or not _alive(pid):
+                    log.info("taking over the consumer name of a process that is gone", consumer=self.consumer_prefix)
+                    await redis.set(key, token, ex=CONSUMER_LEASE_SECONDS)
+                    return
+                raise ConfigError(
+                    [
+                        (
+                            "--consumer",
+                            f"consumer name {self.consumer_prefix!r} is in use by another running process "
+                            f"(pid {pid}); give each worker process its own --consumer",
+                        )
+                    ],
+                    "command line",
+                )
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    [
+                        (
+                            "--consumer",
+                            f"consumer name {self.consumer_prefix!r} is in use by a process on {host}; "
+                            "give each worker process its own --consumer",
+                        )
+                    ],
+                    "command line",
+                )
+            log.warning("consumer name held by another host; waiting for its lease to lapse", holder_host=host)
+            await asyncio.sleep(1.0)
+
+    async def _keep_consumer_name(self, redis: Redis) -> None:
+        """Renew the consumer-name lease while running; release it on the way out."""
+        key = self.keys.consumer_lease(self.consumer_prefix)
+        try:
+            while not self.stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), CONSUMER_LEASE_SECONDS / 3)
+                with contextlib.suppress(RedisError, OSError):
+                    await redis.set(key, self._lease_token, ex=CONSUMER_LEASE_SECONDS)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                if (await redis.get(key) or b"").decode() == self._lease_token:
+                    await redis.delete(key)
 
     async def _ingest(self, publisher: Publisher) -> None:
         corpus = self.settings.collectors.corpus
@@ -412,8 +526,10 @@ class Daemon:
         interval = self.settings.metrics.stats_interval
         while not self.stop.is_set():
             try:
-                sinks = [d.sink.name for d in self.dispatchers]
-                export_gauges(await pipeline_status(redis, self.keys, sinks), self.metrics)
+                if self.runs_workers:  # one role exports the shared stream gauges, so they are not doubled
+                    sinks = [d.sink.name for d in self.dispatchers]
+                    export_gauges(await pipeline_status(redis, self.keys, sinks), self.metrics)
+                await export_redis_health(redis, self.metrics)
                 self.metrics.redis_up.set(1)
             except (RedisError, OSError) as exc:
                 self.metrics.redis_up.set(0)
@@ -488,6 +604,17 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, on_hangup)
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
+
+
 def _name(info: dict[str, object]) -> str:
     value = info["name"]
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -507,8 +634,12 @@ async def _guard(name: str, coro: Awaitable[None]) -> None:
         log.exception("collector failed", collector=name, error=f"{type(exc).__name__}: {exc}")
 
 
-async def run_daemon(settings: Settings, *, once: bool = False) -> None:
+async def run_daemon(
+    settings: Settings, *, once: bool = False, role: Role = "all", consumer: str | None = None
+) -> None:
     """Entry point for ``monitor run``."""
-    daemon = Daemon(settings, once=once)
+    daemon = Daemon(settings, once=once, role=role)
+    if consumer:
+        daemon.consumer_prefix = consumer
     daemon.install_signal_handlers()
     await daemon.run()

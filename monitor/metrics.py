@@ -17,6 +17,25 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor import __version__
 
+# Item to alert: from ms (collected -> alert on a fast pipeline) to a day (an old post backfilled).
+_END_TO_END_BUCKETS = (
+    0.01,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    21600.0,
+    86400.0,
+)
 _STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 
 
@@ -53,6 +72,25 @@ class Metrics:
             "warwatch_collector_rejected_total",
             "Inputs a collector could not turn into an item (bad file, bad line).",
             ["source"],
+            registry=r,
+        )
+        self.items_normalized = Counter(
+            "warwatch_items_normalized_total",
+            "Items the normalizer wrote to the items stream, per channel.",
+            ["source", "channel"],
+            registry=r,
+        )
+        self.items_alerted = Counter(
+            "warwatch_items_alerted_total",
+            "Items that raised at least one new alert, per channel.",
+            ["source", "channel"],
+            registry=r,
+        )
+        self.end_to_end = Histogram(
+            "warwatch_end_to_end_seconds",
+            "Delay from an item's publication (since=published) or collection (since=collected) to its alert.",
+            ["source", "since"],
+            buckets=_END_TO_END_BUCKETS,
             registry=r,
         )
         self.alerts = Counter(
@@ -173,7 +211,26 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+        self.dead_letter_entries = Gauge(
+            "warwatch_dead_letter_entries", "Entries in the dead stream (XLEN), read on the stats timer.", registry=r
+        )
         self.redis_up = Gauge("warwatch_redis_up", "1 when the last Redis check answered.", registry=r)
+        self.redis_memory_used = Gauge(
+            "warwatch_redis_memory_used_bytes", "Redis used_memory (INFO memory).", registry=r
+        )
+        self.redis_maxmemory = Gauge("warwatch_redis_maxmemory_bytes", "Redis maxmemory (0 = no limit).", registry=r)
+        self.redis_aof_enabled = Gauge(
+            "warwatch_redis_aof_enabled", "1 when Redis writes an append-only file (INFO persistence).", registry=r
+        )
+        self.redis_aof_last_write_ok = Gauge(
+            "warwatch_redis_aof_last_write_ok", "1 when the last AOF write succeeded (aof_last_write_status).",
+            registry=r,
+        )  # fmt: skip
+        self.redis_aof_last_rewrite_ok = Gauge(
+            "warwatch_redis_aof_last_rewrite_ok",
+            "1 when the last AOF rewrite succeeded (aof_last_bgrewrite_status).",
+            registry=r,
+        )
         self.rules_loaded = Gauge("warwatch_rules_loaded", "Alert rules currently compiled.", registry=r)
         self.rules_reloads = Counter(
             "warwatch_rules_reloads_total",

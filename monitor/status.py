@@ -128,6 +128,7 @@ def export_gauges(status: PipelineStatus, metrics: Metrics) -> None:
         for group in stream.groups:
             metrics.stream_lag.labels(stream.name, group.name).set(group.lag)
             metrics.stream_pending.labels(stream.name, group.name).set(group.pending)
+    metrics.dead_letter_entries.set(status.dead_letters)
     for sink, waiting in status.outboxes.items():
         metrics.notification_outbox.labels(sink).set(waiting)
 
@@ -137,6 +138,17 @@ async def read_status(settings: Settings) -> PipelineStatus:
     async with open_redis(settings.redis) as redis:
         sinks = [sink.name for sink in settings.notify.sinks]
         return await pipeline_status(redis, Keys(settings.redis.key_prefix), sinks)
+
+
+async def export_redis_health(redis: Redis, metrics: Metrics) -> None:
+    """Redis's own health into gauges: used and max memory, and whether AOF is on and writing."""
+    memory: Any = await redis.info("memory")
+    persistence: Any = await redis.info("persistence")
+    metrics.redis_memory_used.set(float(memory.get("used_memory", 0)))
+    metrics.redis_maxmemory.set(float(memory.get("maxmemory", 0)))
+    metrics.redis_aof_enabled.set(1 if int(persistence.get("aof_enabled", 0)) else 0)
+    metrics.redis_aof_last_write_ok.set(1 if persistence.get("aof_last_write_status", "ok") == "ok" else 0)
+    metrics.redis_aof_last_rewrite_ok.set(1 if persistence.get("aof_last_bgrewrite_status", "ok") == "ok" else 0)
 
 
 def render_status(status: PipelineStatus, console: Console) -> None:

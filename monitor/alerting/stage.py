@@ -31,6 +31,7 @@ class AlerterStage:
         self._seconds = metrics.stage_seconds.labels(self.name)
         metrics.rules_loaded.set(engine.rule_count)
         self._incs: dict[str, Callable[[], None]] = {}
+        self._alerted_item = ""
 
     def _counter(self, rule: str, severity: str) -> Callable[[], None]:
         """The bound ``inc`` of the alerts counter for one rule (cached: labels() is not free)."""
@@ -39,13 +40,29 @@ class AlerterStage:
             inc = self._incs[rule] = self.metrics.alerts.labels(rule, severity).inc
         return inc
 
-    def _emit(self, alert: Alert) -> Emit:
-        return Emit(
-            self.keys.alerts,
-            self.keys.seen_alert(alert.alert_id),
-            encode(alert),
-            on_written=self._counter(alert.rule, alert.severity),
-        )
+    def _emit(self, alert: Alert, item: Item | None = None) -> Emit:
+        """The add-once write of ``alert``; with ``item``, its writing also counts the item as alerted."""
+        counted = self._counter(alert.rule, alert.severity)
+        if item is None:
+            return Emit(self.keys.alerts, self.keys.seen_alert(alert.alert_id), encode(alert), on_written=counted)
+
+        def written() -> None:
+            counted()
+            self._item_alerted(item)
+
+        return Emit(self.keys.alerts, self.keys.seen_alert(alert.alert_id), encode(alert), on_written=written)
+
+    def _item_alerted(self, item: Item) -> None:
+        """Per-channel alerted count and the end-to-end delays, once per item (at its first new alert)."""
+        if self._alerted_item == item.id:
+            return
+        self._alerted_item = item.id
+        self.metrics.items_alerted.labels(item.source, item.channel).inc()
+        now = time.time()
+        self.metrics.end_to_end.labels(item.source, "collected").observe(max(0.0, now - item.collected_at.timestamp()))
+        if item.published_at is not None:
+            delay = max(0.0, now - item.published_at.timestamp())
+            self.metrics.end_to_end.labels(item.source, "published").observe(delay)
 
     async def handle(self, entries: Sequence[Entry]) -> list[Outcome | BaseException]:
         results: list[Outcome | BaseException] = []
@@ -67,15 +84,15 @@ class AlerterStage:
                     windowed.append((item, alert, rule))
                     owners.append(outcome)
                 else:
-                    outcome.emits.append(self._emit(alert))
+                    outcome.emits.append(self._emit(alert, item))
             results.append(outcome)
             self._seconds.observe(time.perf_counter() - started)
         if windowed and self.windows is not None:
             decisions = await self.windows.decide(windowed)
-            for outcome, decision in zip(owners, decisions, strict=True):
+            for outcome, decision, (item, _, _) in zip(owners, decisions, windowed, strict=True):
                 if decision is None:
                     continue
-                outcome.emits.append(self._emit(decision.alert))
+                outcome.emits.append(self._emit(decision.alert, item))
                 outcome.extra = _chain(outcome.extra, decision.writes)
         return results
 

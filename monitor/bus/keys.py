@@ -104,6 +104,10 @@ class Keys:
         """Set (with the alert id, for ``realert``) while a rule and group key are cooling down."""
         return f"{self.prefix}:rule:{rule}:cooldown:{group}"
 
+    def consumer_lease(self, consumer: str) -> str:
+        """Held (with a TTL, renewed) by the process using a consumer name, so two never share one."""
+        return f"{self.prefix}:consumer:{consumer}"
+
     @property
     def telegram_entities(self) -> str:
         """Hash: configured channel reference -> JSON of its resolved (id, access_hash, username, title)."""

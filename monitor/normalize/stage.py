@@ -29,6 +29,14 @@ class NormalizerStage:
         self.normalizer = normalizer
         self.metrics = metrics
         self._seconds = metrics.stage_seconds.labels(self.name)
+        self._normalized: dict[tuple[str, str], Callable[[], None]] = {}
+
+    def _counted(self, source: str, channel: str) -> Callable[[], None]:
+        """The bound ``inc`` of the per-channel normalized counter (cached: labels() is not free)."""
+        inc = self._normalized.get((source, channel))
+        if inc is None:
+            inc = self._normalized[(source, channel)] = self.metrics.items_normalized.labels(source, channel).inc
+        return inc
 
     async def handle(self, entries: Sequence[Entry]) -> list[Outcome | BaseException]:
         results: list[Outcome | BaseException] = []
@@ -43,7 +51,8 @@ class NormalizerStage:
                 results.append(exc)
                 continue
             once_key = self.keys.emitted(self.name, dedup_key(item, item.id))
-            last_outcome = Outcome(emits=[Emit(self.keys.items, once_key, encode(item))], source=item.source)
+            emit = Emit(self.keys.items, once_key, encode(item), on_written=self._counted(item.source, item.channel))
+            last_outcome = Outcome(emits=[emit], source=item.source)
             results.append(last_outcome)
             last_seen[f"{item.source}:{item.channel}"] = _last_seen_encoder.encode(
                 {"item_id": item.id, "published_at": item.published_at, "collected_at": item.collected_at}
