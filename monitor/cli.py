@@ -276,6 +276,45 @@ def dead_retry(
     err.print(f"{len(done)} dead letter(s) sent back for another try")
 
 
+@app.command()
+def tail(
+    items: Annotated[bool, typer.Option("--items", help="follow the items stream instead of alerts")] = False,
+    alerts: Annotated[bool, typer.Option("--alerts", help="follow the alerts stream (the default)")] = False,
+    rule: Annotated[list[str] | None, typer.Option("--rule", help="only these rules (repeatable)")] = None,
+    source: Annotated[list[str] | None, typer.Option("--source", help="only these sources (repeatable)")] = None,
+    channel: Annotated[list[str] | None, typer.Option("--channel", help="only these channels (repeatable)")] = None,
+    last: Annotated[int, typer.Option("--last", min=0, help="first show this many recent entries")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Follow alerts (or items) live in the terminal; Ctrl-C to stop. Reads only: takes nothing from the pipeline."""
+    from monitor.bus.keys import Keys  # noqa: PLC0415
+    from monitor.bus.redis import open_redis  # noqa: PLC0415
+    from monitor.tail import StreamKind, TailFilter, follow, printer  # noqa: PLC0415
+
+    if items and alerts:
+        err.print("give --alerts or --items, not both")
+        raise typer.Exit(2)
+    if items and rule:
+        err.print("--rule filters alerts; it cannot be used with --items")
+        raise typer.Exit(2)
+    settings = _settings(config)
+    only = TailFilter(rules=rule or (), sources=source or (), channels=channel or ())
+    show = printer(Console(highlight=False, soft_wrap=True), as_json=as_json)
+
+    async def watch() -> None:
+        async with open_redis(settings.redis) as redis:
+            kind: StreamKind = "items" if items else "alerts"
+            await follow(redis, Keys(settings.redis.key_prefix), kind, show, only=only, last=last)
+
+    try:
+        asyncio.run(watch())
+    except MonitorError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
 notify_app = typer.Typer(help="Notification sinks (Apprise).", no_args_is_help=True)
 app.add_typer(notify_app, name="notify")
 

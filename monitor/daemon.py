@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 from aiohttp import web
@@ -318,7 +318,7 @@ class Daemon:
         while True:
             if await redis.set(key, token, nx=True, ex=CONSUMER_LEASE_SECONDS):
                 return
-            raw = await redis.get(key)
+            raw: Any = await redis.get(key)
             holder = raw.decode() if raw is not None else ""
             if not holder:
                 continue
@@ -365,7 +365,8 @@ class Daemon:
                     await redis.set(key, self._lease_token, ex=CONSUMER_LEASE_SECONDS)
         finally:
             with contextlib.suppress(RedisError, OSError):
-                if (await redis.get(key) or b"").decode() == self._lease_token:
+                held: Any = await redis.get(key)
+                if held is not None and held.decode() == self._lease_token:
                     await redis.delete(key)
 
     async def _ingest(self, publisher: Publisher) -> None:
