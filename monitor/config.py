@@ -447,10 +447,10 @@ def _interpolate(node: Any, loc: list[Any], env: dict[str, str], problems: list[
 
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
+            if default is not None:  # as in the shell, ${VAR:-default} also replaces an empty VAR
+                return env.get(name) or default
             if name in env:
                 return env[name]
-            if default is not None:
-                return default
             problems.append((_field_path(loc), f"environment variable {name} is not set"))
             return ""
 

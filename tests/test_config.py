@@ -73,6 +73,16 @@ def test_missing_env_var_is_reported_with_path(tmp_path: Path) -> None:
     assert "sekret-token" not in repr(settings)
 
 
+def test_default_replaces_an_empty_variable_as_in_the_shell(tmp_path: Path) -> None:
+    """${VAR:-default} uses the default when VAR is set but empty (an empty .env line), like sh does."""
+    text = "redis:\n  url: ${REDIS_FOR_TEST:-embedded}\nmetrics:\n  port: ${PORT_FOR_TEST:-9200}\n"
+    settings = load_config(write(tmp_path, text), env={"REDIS_FOR_TEST": "", "PORT_FOR_TEST": ""})
+    assert settings.redis.url.get_secret_value() == "embedded"
+    assert settings.metrics.port == 9200
+    settings = load_config(write(tmp_path, text), env={"PORT_FOR_TEST": "9300"})
+    assert settings.metrics.port == 9300
+
+
 def test_all_errors_are_reported_together(tmp_path: Path) -> None:
     """Several problems come back in one ConfigError, not one at a time."""
     found = problems(tmp_path, "log:\n  level: loud\nnormalizer:\n  strip: true\nrules:\n  - name: x\n")
