@@ -73,17 +73,20 @@ async def prime_channel_metrics(
                 remembered[name.decode() if isinstance(name, bytes) else name] = _epoch(moment)
             except ValueError:
                 continue
+    for source in dict.fromkeys(source for source, _ in pairs):
+        metrics.collector_rejected.labels(source)
     for source, channel in pairs:
         metrics.collected.labels(source, channel)
         metrics.items_normalized.labels(source, channel)
         metrics.items_alerted.labels(source, channel)
+        if source == "corpus":  # files: no network, no reconnects; only unreadable files, counted as rejected
+            continue
         metrics.collector_reconnects.labels(source, channel)
         for kind in COMMON_ERROR_KINDS:
             metrics.collector_errors.labels(source, channel, kind)
-        if source != "corpus":
-            metrics.flood_wait.labels(source, channel)
-            metrics.collector_backoff.labels(source, channel)
-            metrics.collector_last_item.labels(source, channel).set(remembered.get(f"{source}:{channel}", started))
+        metrics.flood_wait.labels(source, channel)
+        metrics.collector_backoff.labels(source, channel)
+        metrics.collector_last_item.labels(source, channel).set(remembered.get(f"{source}:{channel}", started))
     return pairs
 
 

@@ -192,6 +192,11 @@ class Daemon:
             self.alerter = next(stage for stage in stages if isinstance(stage, AlerterStage))
             for stage in stages:
                 await ensure_group(redis, stage.stream, stage.group)
+            self.metrics.prime_pipeline(
+                [stage.name for stage in stages],
+                list(keys.stream_groups()),
+                [dispatcher.sink.name for dispatcher in self.dispatchers],
+            )
             workers = [
                 StreamWorker(
                     redis,

@@ -9,10 +9,10 @@ consumer groups exist).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor import __version__
@@ -36,6 +36,10 @@ _END_TO_END_BUCKETS = (
     21600.0,
     86400.0,
 )
+# No ``*_created`` series beside every counter and histogram: they double the series for nothing a
+# dashboard of this monitor uses (process-global in prometheus_client, set once on import).
+disable_created_metrics()
+
 _STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 
 
@@ -243,6 +247,30 @@ class Metrics:
             "1 when the last rule reload was applied, 0 when rejected.",
             registry=r,
         )
+
+    def prime_pipeline(self, stages: Sequence[str], streams: Sequence[str], sinks: Sequence[str]) -> None:
+        """Create the pipeline's event series at zero, so the first event shows in ``rate()``/``increase()``.
+
+        A series that appears already at 1 has no earlier sample, and Prometheus cannot see that jump.
+        """
+        for stage in [*stages, *(f"notify:{sink}" for sink in sinks)]:
+            self.dead_letters.labels(stage)
+        for stage in stages:
+            self.failures.labels(stage)
+            self.reclaimed.labels(stage)
+            self.duplicates.labels(stage)
+        for stream in streams:
+            self.trimmed.labels(stream)
+            self.trim_lost.labels(stream)
+        for sink in ["console", *sinks]:
+            for status in ("sent", "failed", "dead", "rate_limited"):
+                self.notifications.labels(sink, status)
+        for sink in sinks:
+            for kind in ("single", "digest"):
+                self.notification_messages.labels(sink, kind)
+        for status in ("ok", "failed"):
+            self.rules_reloads.labels(status)
+        self.rules_reload_success.set(1)  # the rules loaded at start are the last successful load
 
     def render(self) -> bytes:
         """The exposition text for /metrics."""

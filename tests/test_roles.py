@@ -235,3 +235,20 @@ async def test_per_channel_series_exist_from_start_and_flow_metrics_count(
     assert re.search(r"warwatch_redis_memory_used_bytes \d", text)
     assert re.search(r"warwatch_redis_aof_last_write_ok 1\.0", text)
     assert re.search(r"warwatch_dead_letter_entries 0\.0", text)
+
+
+async def test_last_item_gauge_never_moves_back(redis_client: aioredis.Redis, keys: Keys) -> None:
+    """An edit of an old post (old published_at) emitted after a new one leaves the channel's last-item time alone."""
+    from monitor.collectors.base import Checkpoints, Emitter  # noqa: PLC0415 - only this test needs them
+    from monitor.metrics import Metrics  # noqa: PLC0415
+
+    metrics = Metrics()
+    emitter = Emitter(Publisher(redis_client, keys, 3600), Checkpoints(redis_client, keys), metrics)
+    newer, older = posts(2)
+    newer.published_at = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    older.published_at = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    await emitter.emit("telegram_web", "split", [newer])
+    await emitter.emit("telegram_web", "split", [older])
+    labels = {"source": "telegram_web", "channel": "split"}
+    value = metrics.registry.get_sample_value("warwatch_collector_last_item_timestamp_seconds", labels)
+    assert value == newer.published_at.timestamp()

@@ -63,6 +63,7 @@ class Emitter:
         self.publisher = publisher
         self.checkpoints = checkpoints
         self.metrics = metrics
+        self._newest: dict[tuple[str, str], float] = {}
 
     async def emit(
         self, source: str, channel: str, items: Sequence[RawItem], *, checkpoint: str | int | None = None
@@ -77,7 +78,10 @@ class Emitter:
                 self.metrics.collected.labels(source, channel).inc(result.published)
             newest = max((i.published_at or i.collected_at for i in items), default=None)
             if newest is not None:
-                self.metrics.collector_last_item.labels(source, channel).set(newest.timestamp())
+                # Never backwards: an edit of an old post or a late catch-up fill carries an old date.
+                moment = max(newest.timestamp(), self._newest.get((source, channel), 0.0))
+                self._newest[(source, channel)] = moment
+                self.metrics.collector_last_item.labels(source, channel).set(moment)
         if checkpoint is not None:
             if isinstance(checkpoint, int):
                 await self.checkpoints.advance(source, channel, checkpoint)
