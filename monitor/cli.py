@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -303,9 +304,13 @@ def tail(
     show = printer(Console(highlight=False, soft_wrap=True), as_json=as_json)
 
     async def watch() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # stop between reads: at most one block (1 s) later
+            loop.add_signal_handler(signum, stop.set)
         async with open_redis(settings.redis) as redis:
             kind: StreamKind = "items" if items else "alerts"
-            await follow(redis, Keys(settings.redis.key_prefix), kind, show, only=only, last=last)
+            await follow(redis, Keys(settings.redis.key_prefix), kind, show, only=only, last=last, stop=stop)
 
     try:
         asyncio.run(watch())

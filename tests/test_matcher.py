@@ -94,13 +94,19 @@ def test_spans_point_at_original_text() -> None:
     term=st.sampled_from(["Bakhmut", "Бахмут", "chemical weapons", "3rd Assault Brigade"]),
 )
 def test_embedded_term_is_found_with_a_true_span(before: str, after: str, term: str) -> None:
-    """A term placed between separators is always found, and every span's words fold to the term."""
+    """A term placed between separators is always found at its true span; other hits are derived forms.
+
+    The alphabet mixes Latin a/b with Cyrillic letters, so the surroundings can spell a homoglyph
+    evasion such as "Бaхмут" (Latin a): those are real matches too, but they say how they matched.
+    """
     text = f"{before} {term.upper()} {after}"
     rules = CompiledRules([rule("r", any=[term])])
     matches = rules.match(text)
     assert matches, text
+    placed = (len(before) + 1, len(before) + 1 + len(term))
+    assert placed in {(hit.start, hit.end) for hit in matches[0].hits}, text
     for hit in matches[0].hits:
-        assert fold_term(text[hit.start : hit.end]) == fold_term(term)
+        assert fold_term(text[hit.start : hit.end]) == fold_term(term) or hit.how != "as written", (text, hit)
 
 
 def test_engine_builds_deterministic_alerts() -> None:

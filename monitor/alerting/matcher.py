@@ -5,7 +5,8 @@ joined by single spaces and padded with a space at each end. A term is folded th
 searched as ``" term "``, so it can only match whole words, and a phrase matches across any run of
 whitespace or punctuation ("chemical weapons" finds "chemical-weapons" and "chemical, weapons").
 One pass over the view finds every term of every rule; spans in the original text are recovered only
-for the rules that fire.
+for the rules that fire. The view is built on the text's UTF-8 bytes with C-level methods (``_scan``);
+texts with characters that cannot be classified cheaply (emoji, symbols) take the regex path.
 """
 
 from __future__ import annotations
@@ -34,13 +35,9 @@ def fold_lower(text: str) -> str:
     return text.lower().replace("ё", "е")
 
 
-def _is_word(char: str) -> bool:
-    return char.isalnum() or char == "_"
-
-
 def match_view(text: str) -> str:
     """The padded, folded token string the automaton runs over."""
-    return " " + fold(" ".join(WORD.findall(text))) + " "
+    return " " + fold(_scan(text)[0]) + " "
 
 
 def fold_term(term: str) -> str:
@@ -93,23 +90,83 @@ _LAT_TO_CYR = str.maketrans("aeopcyxikmhbtAEOPCYXIKMHBT", "аеорсухікм�
 _LATIN = re.compile(r"[A-Za-z]")
 _CYRILLIC = re.compile(r"[Ѐ-ӿ]")
 # Cheap tests (C-level) that decide whether the slower de-obfuscating view is needed: a Latin letter
-# next to a Cyrillic one inside a word (on UTF-8 bytes: ASCII letters -> L, Cyrillic lead bytes -> C,
-# continuation bytes dropped, everything else a space), or four one-letter words in a row in the
-# match view ("B.a.k.h.m.u.t", "Б а х м у т").
-_SCRIPT_CLASSES = bytes(
-    ord("L") if 0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A else ord("C") if 0xD0 <= b <= 0xD3 else ord(" ")
-    for b in range(256)
-)
-_CONTINUATION = bytes(range(0x80, 0xC0))
+# next to a Cyrillic one inside a word (see ``_scan``), or four one-letter words in a row in the match
+# view ("B.a.k.h.m.u.t", "Б а х м у т").
 _LETTER_RUN = re.compile(r" \w \w \w \w ")
 
 
-def _looks_obfuscated(text: str, view: str) -> bool:
+# --- the word string, on UTF-8 bytes ---------------------------------------------------------------
+# ``" ".join(WORD.findall(text))`` built with C-level bytes methods (several times faster than the
+# regex): ASCII non-word bytes become spaces and runs of spaces collapse to one. That is exact as long
+# as every non-ASCII character is a word character. A lead byte all of whose characters are word
+# characters (most of Cyrillic, Latin Extended, CJK ...) needs no check; a two-byte lead that also
+# starts non-word characters (0xD2: Ukrainian ґ, but also ҂) is checked for those with a literal-prefix
+# regex; any other character (emoji, symbols ...) sends the text through the regex.
+_ASCII_GAPS = bytes(b if b >= 0x80 or chr(b).isalnum() or b == 0x5F else 0x20 for b in range(256))
+_SPACE_RUN = re.compile(b"  +")  # a literal prefix: ``re`` skips ahead with a fast substring search
+
+
+def _lead_chars(lead: int) -> str:
+    """Every character whose UTF-8 encoding starts with the byte ``lead`` (two- and three-byte forms)."""
+    if lead >= 0xE0:
+        first = (lead - 0xE0) << 12
+        return "".join(map(chr, range(max(first, 0x800), first + 0x1000)))
+    first = (lead - 0xC0) << 6
+    return "".join(map(chr, range(first, first + 0x40)))
+
+
+_WORD_LEADS = frozenset(lead for lead in range(0xC2, 0xF0) if _lead_chars(lead).isalnum())
+_NON_WORD_AFTER: dict[int, re.Pattern[bytes]] = {  # two-byte lead -> the regex for its non-word characters
+    lead: re.compile(
+        re.escape(bytes([lead]))
+        + b"["
+        + b"".join(re.escape(bytes([0x80 + i])) for i, c in enumerate(_lead_chars(lead)) if not c.isalnum())
+        + b"]"
+    )
+    for lead in range(0xC2, 0xE0)
+    if lead not in _WORD_LEADS
+}
+_PLAIN_BYTES = bytes(range(0xC0)) + bytes(sorted(_WORD_LEADS))  # deleted to leave the leads to check
+# Per byte: an ASCII letter 1, a Cyrillic lead byte (U+0400-U+04FF) 2, another lead byte that is not
+# all word characters 8, anything else 0; continuation bytes are dropped, so neighbours are characters.
+_SCRIPT_CLASSES = bytes(
+    1
+    if 0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A
+    else 2
+    if 0xD0 <= b <= 0xD3
+    else 8
+    if b >= 0xC0 and b not in _WORD_LEADS
+    else 0
+    for b in range(256)
+)
+_CONTINUATION = bytes(range(0x80, 0xC0))
+
+
+def _only_word_characters(raw: bytes) -> bool:
+    """Whether every non-ASCII character of the UTF-8 ``raw`` is a word character (``\\w``)."""
+    for lead in set(raw.translate(None, _PLAIN_BYTES)):
+        checker = _NON_WORD_AFTER.get(lead)
+        if checker is None or checker.search(raw) is not None:
+            return False
+    return True
+
+
+def _scan(text: str) -> tuple[str, bool]:
+    """``(" ".join(WORD.findall(text)), whether a Latin letter touches a Cyrillic one)``."""
+    raw = text.encode("utf-8", "surrogatepass")
+    mixed = False
     if not text.isascii():
-        classes = text.encode("utf-8", "surrogatepass").translate(_SCRIPT_CLASSES, _CONTINUATION)
-        if b"LC" in classes or b"CL" in classes:
-            return True
-    return _LETTER_RUN.search(view) is not None
+        classes = raw.translate(_SCRIPT_CLASSES, _CONTINUATION)
+        # Read as one integer, the classes plus themselves shifted by a byte have a byte 3 exactly where
+        # a 1 and a 2 are neighbours (every other sum of two classes is 0-2, 4 or at least 8, and no
+        # byte carries into the next).
+        number = int.from_bytes(classes, "little")
+        mixed = b"\x03" in (number + (number << 8)).to_bytes(len(classes) + 1, "little")
+        # 0xD2 is a Cyrillic lead (class 2) that also starts non-word characters.
+        if (b"\x08" in classes or b"\xd2" in raw) and not _only_word_characters(raw):
+            return " ".join(WORD.findall(text)), mixed
+    words = _SPACE_RUN.sub(b" ", raw.translate(_ASCII_GAPS)).strip(b" ")
+    return words.decode("utf-8", "surrogatepass"), mixed
 
 
 def _one_script(word: str) -> str:
@@ -133,7 +190,8 @@ _SEPARATORS = frozenset(" .·•_*/|+-")
 def deobfuscated_view(text: str) -> tuple[str, list[tuple[int, int]]]:
     """A match view with homoglyphs resolved and spaced-out letters joined, and each token's span.
 
-    Slower than ``match_view`` (Python per token), so it runs only when ``_SUSPICIOUS`` finds something.
+    Slower than ``match_view`` (Python per token), so it runs only when ``_scan`` finds a mixed-script
+    word or ``_LETTER_RUN`` a run of one-letter words.
     A run of four or more one-letter words, each apart from the next by exactly one separator
     character, is read as one word.
     """
@@ -253,7 +311,7 @@ class CompiledRules:
         self._all_slots: list[int] = []  # per pattern: the (rule, all-term) slots it satisfies
         self._all_rules: list[int] = []  # per pattern: rules that use it as an all-term
         self._required: list[int] = []  # per rule: its all-term slots
-        self._positives: list[list[tuple[int, str]]] = []  # per rule: (pattern id, term as written)
+        positives_per_rule: list[dict[int, str]] = []  # per rule: pattern id -> term as written, in order
         self._how: dict[tuple[int, str], str] = {}  # (pattern id, term) -> how that form was derived
         slot = 0
 
@@ -317,7 +375,7 @@ class CompiledRules:
                 for pid in pattern_ids(term):
                     self._none_mask[pid] |= bit
             self._required.append(required)
-            self._positives.append(list(positives.items()))
+            positives_per_rule.append(positives)
         self._patterns = [form for form, _ in ids]
         self._prefix = [prefix for _, prefix in ids]
         self.pattern_count = len(ids)
@@ -336,6 +394,12 @@ class CompiledRules:
         self._near_rules = 0
         for entry in self._near:
             self._near_rules |= 1 << entry.rule
+        # Per rule: pattern id -> (position among its positives, pid, term, form, how), so that a fired
+        # rule looks up the few patterns present instead of scanning all its (often ~100) forms.
+        self._positive_entries: list[dict[int, tuple[int, int, str, str, str]]] = [
+            {pid: (order, pid, term, *self.explain(pid, term)) for order, (pid, term) in enumerate(positives.items())}
+            for positives in positives_per_rule
+        ]
 
     def explain(self, pid: int, term: str) -> tuple[str, str]:
         """The surface form a pattern stands for and how it was derived from ``term``."""
@@ -349,19 +413,27 @@ class CompiledRules:
         if not self.pattern_count and not self._regex_terms:
             return []
         tokens: list[tuple[int, int]] | None = None
-        view = match_view(text)
-        if _looks_obfuscated(text, view):
+        words, mixed_scripts = _scan(text)
+        view = " " + fold(words) + " "
+        if mixed_scripts or _LETTER_RUN.search(view) is not None:
             view, tokens = deobfuscated_view(text)
         hits = list(self._automaton.iter(view)) if self.pattern_count else []  # one C pass
         if not hits and not self._regex_terms:
             return []
+        starts: dict[int, list[int]] = {}  # pattern id -> where it starts in the view, in order
+        for end, (length, pid) in hits:
+            pid_starts = starts.get(pid)
+            if pid_starts is None:
+                starts[pid] = [end - length + 1]
+            else:
+                pid_starts.append(end - length + 1)
         any_hit = none_hit = all_slots = all_rules = 0
-        present = {value[1] for _, value in hits}
-        for pid in present:
-            any_hit |= self._any_mask[pid]
-            none_hit |= self._none_mask[pid]
-            all_slots |= self._all_slots[pid]
-            all_rules |= self._all_rules[pid]
+        any_mask, none_mask, slot_mask, all_mask = self._any_mask, self._none_mask, self._all_slots, self._all_rules
+        for pid in starts:
+            any_hit |= any_mask[pid]
+            none_hit |= none_mask[pid]
+            all_slots |= slot_mask[pid]
+            all_rules |= all_mask[pid]
         # Regex and NEAR terms are checked per item; each one satisfied credits its rule like a pattern.
         satisfied: list[_RegexTerm | _Near] = []
         regex_hits: dict[int, list[Hit]] = {}
@@ -374,6 +446,7 @@ class CompiledRules:
                         Hit(term_regex.term, a, b, term_regex.term, "regular expression") for a, b in spans_found
                     )
         near_positives: dict[int, list[tuple[int, str]]] = {}
+        present = set(starts) if self._near else set()
         for entry in self._near:
             sides = entry.satisfied(present, hits, view, self._patterns)
             if sides is not None:
@@ -391,31 +464,40 @@ class CompiledRules:
                 all_rules |= bit
         candidates = (any_hit | all_rules) & ~none_hit
         fired: list[int] = []
+        has_any, required, sources, channels, langs = (
+            self._has_any,
+            self._required,
+            self._sources,
+            self._channels,
+            self._langs,
+        )
         while candidates:
             low = candidates & -candidates
             candidates ^= low
             index = low.bit_length() - 1
-            if self._has_any[index] and not any_hit & low:
+            if has_any[index] and not any_hit & low:
                 continue
-            if self._required[index] & ~all_slots:
+            if required[index] & ~all_slots:
                 continue
-            if self._sources[index] and source not in self._sources[index]:
+            if sources[index] and source not in sources[index]:
                 continue
-            if self._channels[index] and (channel or "").lower() not in self._channels[index]:
+            if channels[index] and (channel or "").lower() not in channels[index]:
                 continue
-            if self._langs[index] and lang not in self._langs[index]:
+            if langs[index] and lang not in langs[index]:
                 continue
             fired.append(index)
         if not fired:
             return []
-        starts: dict[int, list[int]] = {}
-        for end, (length, pid) in hits:
-            starts.setdefault(pid, []).append(end - length + 1)
         spans = _SpanMap(self, text, view, starts, tokens)
         results = []
+        positive_entries = self._positive_entries
         for index in fired:
-            present_terms = [(pid, term) for pid, term in self._positives[index] if pid in starts]
-            present_terms += near_positives.get(index, [])
+            entries = positive_entries[index]
+            present_terms = [entries[pid] for pid in starts if pid in entries]
+            if len(present_terms) > 1:
+                present_terms.sort()  # the rule's own order: the first term to claim a span names it
+            for pid, near_term in near_positives.get(index, ()):
+                present_terms.append((0, pid, near_term, *self.explain(pid, near_term)))
             found = spans.hits(present_terms)
             if index in regex_hits:
                 seen = {(h.start, h.end) for h in found}
@@ -484,7 +566,7 @@ class _SpanMap:
         if lowered is not None:
             for match in self.rules.pattern_regex(pid).finditer(lowered):
                 start = match.start()
-                if start == 0 or not _is_word(lowered[start - 1]):
+                if start == 0 or not ((before := lowered[start - 1]).isalnum() or before == "_"):
                     found.append(match.span())
         if len(found) != len(self.starts[pid]):
             found = self._mapped(pid)
@@ -505,11 +587,15 @@ class _SpanMap:
                 result.append((self._offsets[first], self._offsets[last + 1]))
         return result
 
-    def hits(self, positives: list[tuple[int, str]]) -> list[Hit]:
-        found: dict[tuple[int, int], Hit] = {}
-        for pid, term in positives:
+    def hits(self, positives: list[tuple[int, int, str, str, str]]) -> list[Hit]:
+        """One hit per span, named by the first ``(order, pid, term, form, how)`` entry that covers it."""
+        if len(positives) == 1:  # the usual case: its spans are already distinct and in order
+            _, pid, term, form, how = positives[0]
+            return [Hit(term, start, end, form, how) for start, end in self.spans_of(pid)]
+        found: dict[tuple[int, int], tuple[str, str, str]] = {}
+        for _, pid, term, form, how in positives:
             for span in self.spans_of(pid):
                 if span not in found:
-                    form, how = self.rules.explain(pid, term)
-                    found[span] = Hit(term, span[0], span[1], form, how)
-        return sorted(found.values(), key=lambda hit: (hit.start, hit.end))
+                    found[span] = (term, form, how)
+        # Spans are unique keys, so sorting the items orders by (start, end) alone.
+        return [Hit(term, start, end, form, how) for (start, end), (term, form, how) in sorted(found.items())]
