@@ -77,23 +77,72 @@ class RawItem(msgspec.Struct, kw_only=True, omit_defaults=True):
     channel_id: int | None = None
 
 
+class PlaceCandidate(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Another place the same name could mean, kept when the text does not settle it."""
+
+    id: str
+    lat: float
+    lon: float
+    admin1: str | None = None
+    country: str | None = None
+
+
 class Place(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A place named in the text, with its span and, when known, coordinates."""
+    """A place named in the text, with its span and, when known, coordinates.
+
+    ``id`` is the gazetteer id (``geonames:<id>`` or ``alias:<slug>``), ``name`` its canonical
+    (English) name; ``confidence`` is 1.0 for an unambiguous name, lower when ``candidates`` lists
+    the other places the name could mean.
+    """
 
     name: str
     start: int
     end: int
     lat: float | None = None
     lon: float | None = None
+    id: str | None = None
+    admin1: str | None = None
+    country: str | None = None
+    geonames_id: int | None = None
+    confidence: float = 1.0
+    candidates: list[PlaceCandidate] = msgspec.field(default_factory=list)
+
+
+class Unit(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A military unit or formation named in the text, normalized to a canonical id."""
+
+    id: str
+    name: str
+    start: int
+    end: int
+
+
+class Person(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A person from the curated list named in the text."""
+
+    id: str
+    name: str
+    start: int
+    end: int
+
+
+class Quantity(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A claimed count: ``{kind, value, unit, span}`` ("3,574 tanks" -> kind losses, unit tanks)."""
+
+    kind: str
+    value: float
+    unit: str
+    start: int
+    end: int
 
 
 class Entities(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """What the text is about. Filled by later enrichment; empty lists until then."""
+    """What the text is about: places with coordinates, units, people and quantities, each with its span."""
 
     places: list[Place] = msgspec.field(default_factory=list)
-    units: list[dict[str, Any]] = msgspec.field(default_factory=list)
-    people: list[dict[str, Any]] = msgspec.field(default_factory=list)
-    quantities: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    units: list[Unit] = msgspec.field(default_factory=list)
+    people: list[Person] = msgspec.field(default_factory=list)
+    quantities: list[Quantity] = msgspec.field(default_factory=list)
 
 
 class Item(msgspec.Struct, kw_only=True, omit_defaults=True):
