@@ -243,6 +243,13 @@ class NormalizerSettings(Section):
 _TERM_HAS_WORD = re.compile(r"\w")
 
 
+class WithinKm(Section):
+    """Any place named in the item within ``km`` of the place ``of`` (a gazetteer name or id)."""
+
+    of: str = Field(min_length=1)
+    km: float = Field(gt=0, le=2000)
+
+
 class Rule(Section):
     """A keyword rule: ``any`` (one must match), ``all`` (each must), ``none`` (none may)."""
 
@@ -270,6 +277,16 @@ class Rule(Section):
     realert: Seconds = 0.0
     # Digest: hold this rule's alerts and send them as one message per period (0 = send each at once).
     aggregate: Seconds = 0.0
+    # Entity conditions (each, when given, must hold as well as the terms): a place (gazetteer name
+    # or id) named in the item, a unit id ("3-assault-brigade"), a person id, or any place within
+    # `km` of a place. A rule may use them without any terms.
+    places: list[str] = Field(default_factory=list)
+    units: list[str] = Field(default_factory=list)
+    people: list[str] = Field(default_factory=list)
+    within_km: WithinKm | None = None
+    # item: one alert per matching item; cluster: one per story cluster (reposts of the same story
+    # across channels and sources page once).
+    per: Literal["item", "cluster"] = "item"
 
     @field_validator("any", "all", "none")
     @classmethod
@@ -289,9 +306,13 @@ class Rule(Section):
 
     @model_validator(mode="after")
     def _needs_positive_terms(self) -> Rule:
-        if not self.any and not self.all:
-            raise ValueError("a rule needs at least one term in 'any' or 'all'")
+        if not (self.any or self.all or self.places or self.units or self.people or self.within_km):
+            raise ValueError("a rule needs a term in 'any' or 'all', or an entity condition (places, units, ...)")
         return self
+
+    @property
+    def has_entity_conditions(self) -> bool:
+        return bool(self.places or self.units or self.people or self.within_km)
 
 
 class ConsoleSinkSettings(Section):

@@ -201,6 +201,7 @@ class Alert(msgspec.Struct, kw_only=True, omit_defaults=True):
     title: str | None = None
     published_at: datetime | None = None
     lang: str | None = None
+    cluster_id: str | None = None
 
 
 Model = TypeVar("Model", RawItem, Item, Alert)

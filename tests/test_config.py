@@ -93,7 +93,7 @@ def test_rule_validation(tmp_path: Path) -> None:
     """Rules need positive terms, terms need letters, and names must be unique."""
     text = "rules:\n  - name: a\n    none: [x]\n  - name: b\n    any: ['!!!']\n"
     found = problems(tmp_path, text)
-    assert "at least one term" in found["rules[0]"]
+    assert "needs a term in 'any' or 'all'" in found["rules[0]"]
     assert "no letters or digits" in found["rules[1].any"]
     found = problems(tmp_path, "rules:\n  - name: c\n    any: [x]\n  - name: c\n    any: [y]\n")
     assert "more than once" in found["rules"]

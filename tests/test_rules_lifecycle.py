@@ -54,7 +54,7 @@ def test_rules_folder_is_merged_and_validated(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "config.yaml", env={})
     found = dict(info.value.problems)
-    assert "at least one term" in found["rules/bad.yaml: rules[0]"]
+    assert "needs a term in 'any' or 'all'" in found["rules/bad.yaml: rules[0]"]
     assert "also defined in config rules" in found["rules/bad.yaml: rules[1].name"]
     assert "rules/bad.yaml: rules[2].severity" in found
 

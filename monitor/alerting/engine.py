@@ -1,7 +1,8 @@
 """Turns an Item into Alerts: runs the compiled rules and builds each alert's id, terms and snippet.
 
-The alert id is a hash of the rule name and the item id, so replays, redeliveries and several
-alerters never produce two alerts for one rule and one item.
+The alert id is a hash of the rule name and the item id (or, for ``per: cluster`` rules, the story
+cluster id), so replays, redeliveries and several alerters never produce two alerts for one rule and
+one item (or one story).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from monitor.alerting.entities import EntityConditions, PlaceIndex, rule_scope_admits
 from monitor.alerting.matcher import CompiledRules, Hit
 from monitor.config import Rule
 from monitor.schema import Alert, Item, MatchedTerm, short_hash, utcnow
@@ -44,36 +46,57 @@ def _matched(hit: Hit) -> MatchedTerm:
 
 
 class AlertEngine:
-    """The rule set compiled once, applied to items."""
+    """The rule set compiled once, applied to items.
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
-        self.compiled = CompiledRules(rules)
-        self.rules_by_name = {rule.name: rule for rule in self.compiled.rules}
+    Term rules go through the compiled automaton; entity conditions (places, units, people,
+    within_km) are checked against ``Item.entities`` for the rules that have them, after the terms.
+    """
+
+    def __init__(self, rules: Sequence[Rule], *, places: PlaceIndex | None = None) -> None:
+        self.rules = list(rules)
+        self.compiled = CompiledRules([rule for rule in self.rules if rule.any or rule.all])
+        self.rules_by_name = {rule.name: rule for rule in self.rules}
+        self.entity_rules = [EntityConditions.build(rule, places) for rule in self.rules if rule.has_entity_conditions]
 
     @property
     def rule_count(self) -> int:
-        return len(self.compiled.rules)
+        return len(self.rules)
 
     def evaluate(self, item: Item) -> list[Alert]:
         """The alerts ``item`` raises (none for a delete event)."""
         if item.event == "delete":
             return []
         matches = self.compiled.match(item.text, source=item.source, channel=item.channel, lang=item.lang)
-        if not matches:
+        found: dict[str, list[MatchedTerm]] = {
+            match.rule.name: [_matched(h) for h in match.hits[:MAX_MATCHED]] for match in matches
+        }
+        for conditions in self.entity_rules:
+            rule = conditions.rule
+            if (rule.any or rule.all) and rule.name not in found:
+                continue
+            if not (rule.any or rule.all) and not rule_scope_admits(rule, item):
+                continue
+            entity_hits = conditions.check(item)
+            if entity_hits is None:
+                found.pop(rule.name, None)
+            else:
+                found[rule.name] = sorted([*found.get(rule.name, []), *entity_hits], key=lambda m: m.start)
+        if not found:
             return []
         fired_at = utcnow()
         alerts = []
-        for match in matches:
-            hits: list[Hit] = match.hits[:MAX_MATCHED]
-            first = hits[0]
+        for name, matched in found.items():
+            rule = self.rules_by_name[name]
+            first = matched[0]
+            subject = f"cluster:{item.cluster_id}" if rule.per == "cluster" and item.cluster_id else item.id
             alerts.append(
                 Alert(
-                    alert_id=alert_id_for(match.rule.name, item.id),
-                    rule=match.rule.name,
-                    severity=match.rule.severity,
+                    alert_id=alert_id_for(name, subject),
+                    rule=name,
+                    severity=rule.severity,
                     item_id=item.id,
                     fired_at=fired_at,
-                    matched=[_matched(h) for h in hits],
+                    matched=matched,
                     snippet=snippet(item.text, first.start, first.end),
                     source=item.source,
                     channel=item.channel,
@@ -81,6 +104,7 @@ class AlertEngine:
                     title=item.title,
                     published_at=item.published_at,
                     lang=item.lang,
+                    cluster_id=item.cluster_id,
                 )
             )
         return alerts
