@@ -12,10 +12,9 @@ texts with characters that cannot be classified cheaply (emoji, symbols) take th
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any
 
 import ahocorasick
 
@@ -64,21 +63,17 @@ def term_forms(term: str) -> tuple[bool, dict[str, str]]:
         return True, {folded: "prefix"} if folded else {}
     folded = fold_term(stripped)
     forms = {folded: "as written"} if folded else {}
-    if _expand is not None:
-        # Latin -> Cyrillic spellings only for names (a capital first letter): "Bakhmut" is also
-        # Бахмут, but "tank" must not become танк.
-        proper = stripped[:1].isupper()
-        for form, how in _expand(stripped).forms.items():
-            if form and (proper or "latin->" not in how):
-                forms.setdefault(form, how)
+    # forms.py imports fold_term from this module, so it is imported here, at rule-compile time, once
+    # both modules are loaded whichever was imported first.
+    from monitor.alerting.forms import expand_term  # noqa: PLC0415 - see above
+
+    # Latin -> Cyrillic spellings only for names (a capital first letter): "Bakhmut" is also
+    # Бахмут, but "tank" must not become танк.
+    proper = stripped[:1].isupper()
+    for form, how in expand_term(stripped).forms.items():
+        if form and (proper or "latin->" not in how):
+            forms.setdefault(form, how)
     return False, forms
-
-
-_expand: Callable[[str], Any] | None
-try:  # the inflection/transliteration model; matching works without it (as written, prefix, exact)
-    from monitor.alerting.forms import expand_term as _expand
-except ImportError:  # pragma: no cover - only while the module is absent
-    _expand = None
 
 
 # --- obfuscation -----------------------------------------------------------------------------------
