@@ -320,6 +320,129 @@ def tail(
         raise typer.Exit(0) from None
 
 
+class ExportFormat(enum.StrEnum):
+    """What ``monitor export`` writes."""
+
+    jsonl = "jsonl"
+    csv = "csv"
+    geojson = "geojson"
+
+
+class TimeBasis(enum.StrEnum):
+    """Which time ``--since``/``--until`` apply to."""
+
+    published = "published"
+    collected = "collected"
+
+
+def _archive_dir(settings: Settings) -> Path:
+    return settings.archive.dir or settings.redis.data_dir / "archive"
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help='words; "a phrase"; prefix*; case forms of uk/ru words are found')],
+    since: Annotated[
+        str | None, typer.Option("--since", help="from: 2024-02-17, 2024-02-17T06:00Z, or 36h / 7d ago")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="before this time (same forms)")] = None,
+    place: Annotated[list[str] | None, typer.Option("--place", help="items naming this place (repeatable)")] = None,
+    source: Annotated[list[str] | None, typer.Option("--source", help="only these sources (repeatable)")] = None,
+    channel: Annotated[list[str] | None, typer.Option("--channel", help="only these channels (repeatable)")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 20,
+    by: Annotated[TimeBasis, typer.Option("--by", help="time the bounds apply to")] = TimeBasis.published,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Search the archive of every item (full text, best matches first)."""
+    from monitor.archive import hits_json, parse_time, render_hits  # noqa: PLC0415
+    from monitor.archive import search as search_archive  # noqa: PLC0415
+
+    settings = _settings(config)
+    try:
+        hits = search_archive(
+            _archive_dir(settings),
+            query,
+            since=parse_time(since) if since else None,
+            until=parse_time(until) if until else None,
+            place=place or None,
+            source=source or None,
+            channel=channel or None,
+            limit=limit,
+            time_field=by.value,
+        )
+    except MonitorError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(hits_json(hits))
+    else:
+        render_hits(hits, Console(highlight=False, soft_wrap=True))
+
+
+@app.command()
+def export(
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="jsonl, csv or geojson (one point per place)")
+    ] = ExportFormat.jsonl,
+    since: Annotated[str | None, typer.Option("--since", help="from: 2024-02-17, or 7d ago")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="before this time")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")] = None,
+    source: Annotated[list[str] | None, typer.Option("--source", help="only these sources (repeatable)")] = None,
+    channel: Annotated[list[str] | None, typer.Option("--channel", help="only these channels (repeatable)")] = None,
+    by: Annotated[TimeBasis, typer.Option("--by", help="time the bounds apply to")] = TimeBasis.published,
+    excel_safe: Annotated[bool, typer.Option("--excel-safe", help="csv: defuse cells starting with = + - @")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Write archived items out as JSON lines, CSV, or GeoJSON for QGIS and web maps."""
+    from monitor.archive import export as export_archive  # noqa: PLC0415
+    from monitor.archive import export_file, parse_time  # noqa: PLC0415
+
+    settings = _settings(config)
+    options: dict[str, Any] = {
+        "fmt": fmt.value,
+        "since": parse_time(since) if since else None,
+        "until": parse_time(until) if until else None,
+        "time_field": by.value,
+        "source": source or None,
+        "channel": channel or None,
+        "excel_safe": excel_safe,
+    }
+    try:
+        if output is None:
+            count = export_archive(_archive_dir(settings), sys.stdout, **options)
+        else:
+            count = export_file(_archive_dir(settings), output, **options)
+    except MonitorError as exc:
+        raise _fail(exc) from None
+    err.print(f"{count} item(s) exported" + (f" to {output}" if output else ""))
+
+
+archive_app = typer.Typer(help="The archive of every item: files and search index.", no_args_is_help=True)
+app.add_typer(archive_app, name="archive")
+
+
+@archive_app.command("reindex")
+def archive_reindex(
+    prune: Annotated[
+        bool, typer.Option("--prune", help="drop index rows whose item is in no file (archiver stopped)")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Rebuild the search index from the archive files (safe while the daemon runs, without --prune)."""
+    from monitor.archive import rebuild_index  # noqa: PLC0415
+
+    settings = _settings(config)
+    try:
+        stats = rebuild_index(_archive_dir(settings), prune=prune)
+    except MonitorError as exc:
+        raise _fail(exc) from None
+    err.print(
+        f"index rebuilt in {stats.seconds:.1f} s: {stats.files} file(s), {stats.lines} line(s), {stats.rows} item(s) "
+        f"indexed, {stats.duplicates} duplicate line(s), {stats.invalid} invalid, {len(stats.damaged)} damaged "
+        f"region(s), {stats.pruned} pruned"
+    )
+
+
 notify_app = typer.Typer(help="Notification sinks (Apprise).", no_args_is_help=True)
 app.add_typer(notify_app, name="notify")
 

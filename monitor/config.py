@@ -238,6 +238,12 @@ class NormalizerSettings(Section):
     strip_boilerplate: bool = True
     lang_detect_chars: int = Field(2000, ge=50)
     max_text_chars: int = Field(200_000, ge=100)
+    # Entities: places (gazetteer with coordinates), units, people and claimed quantities.
+    enrich: bool = False  # TEMP until the extractors land
+    # Story clusters: near-duplicates across sources and languages within cluster_window share a
+    # cluster_id (the index lives in Redis, so several normalizers agree).
+    cluster: bool = True
+    cluster_window: Seconds = 48 * 3600.0
 
 
 _TERM_HAS_WORD = re.compile(r"\w")
@@ -415,6 +421,17 @@ class NotifySettings(Section):
         return self
 
 
+class ArchiveSettings(Section):
+    """Every item in daily gzip JSONL files plus a SQLite FTS5 index (``monitor search``/``export``)."""
+
+    enabled: bool = True
+    # Unset: <redis.data_dir>/archive. Relative paths are relative to the config file.
+    dir: Path | None = None
+    # fsync the files and the index before acknowledging a batch (off: a power cut can lose batches).
+    fsync: bool = True
+    compress_level: int = Field(6, ge=1, le=9)
+
+
 class Settings(Section):
     """The whole config.yaml."""
 
@@ -425,6 +442,7 @@ class Settings(Section):
     normalizer: NormalizerSettings = Field(default_factory=NormalizerSettings)
     rules: list[Rule] = Field(default_factory=list)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
 
     # Where the config came from; relative paths in it were resolved against its folder.
     source_path: Path | None = Field(default=None, exclude=True)
@@ -486,6 +504,8 @@ def _resolve_paths(settings: Settings, base: Path) -> None:
         return path if path.is_absolute() else base / path
 
     settings.redis.data_dir = resolve(settings.redis.data_dir)
+    archive = settings.archive
+    archive.dir = resolve(archive.dir) if archive.dir else settings.redis.data_dir / "archive"
     settings.collectors.corpus.paths = [resolve(p) for p in settings.collectors.corpus.paths]
     settings.collectors.telegram.session = resolve(settings.collectors.telegram.session)
     templates = settings.notify.templates

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import structlog
 from aiohttp import web
@@ -29,7 +29,7 @@ from monitor.alerting.engine import AlertEngine
 from monitor.alerting.stage import AlerterStage
 from monitor.alerting.windows import Windows, flatline_alerts
 from monitor.bus.consume import Stage, StreamWorker, ensure_group
-from monitor.bus.keys import Keys
+from monitor.bus.keys import GROUP_ARCHIVER, Keys
 from monitor.bus.publish import Publisher
 from monitor.bus.redis import EmbeddedRedis, Redis, open_redis
 from monitor.bus.trim import run_trimmer
@@ -50,6 +50,9 @@ from monitor.notify.stage import NotifierStage, Sink
 from monitor.notify.templates import Templates
 from monitor.schema import encode
 from monitor.status import export_gauges, export_redis_health, pipeline_status
+
+if TYPE_CHECKING:
+    from monitor.archive import Archive
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +95,7 @@ class Daemon:
     role: Role = "all"
     _lease_token: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     dispatchers: list[SinkDispatcher] = field(default_factory=list)
+    archive: Archive | None = None
     _aggregates: tuple[object, dict[str, float]] = (None, {})
 
     @property
@@ -150,11 +154,22 @@ class Daemon:
             aggregate_for=self._aggregate_for,
             on_queued=wake,
         )
-        return [
-            NormalizerStage(self.keys, Normalizer(self.settings.normalizer, warm=True), self.metrics),
+        normalizer_settings = self.settings.normalizer
+        clusters = None
+        if normalizer_settings.cluster:
+            from monitor.enrich.clusters import StoryClusters  # noqa: PLC0415 - numpy and the index only when on
+
+            clusters = StoryClusters(redis, self.keys, window=normalizer_settings.cluster_window)
+        stages: list[Stage] = [
+            NormalizerStage(self.keys, Normalizer(normalizer_settings, warm=True), self.metrics, clusters),
             AlerterStage(self.keys, AlertEngine(self.settings.rules), self.metrics, Windows(redis, self.keys)),
             notifier,
         ]
+        if self.archive is not None:
+            from monitor.archive import ArchiverStage  # noqa: PLC0415 - sqlite and gzip only when archiving
+
+            stages.append(ArchiverStage(self.keys, self.archive, self.metrics))
+        return stages
 
     def _aggregate_for(self, rule: str) -> float:
         """The ``aggregate`` period of a rule in the live rule set (0 when unknown or unset)."""
@@ -188,6 +203,7 @@ class Daemon:
         workers: list[StreamWorker] = []
         if self.runs_workers:
             await self._claim_consumer_name(redis)
+            await self._open_archive(redis)
             stages = self.build_stages(redis)
             self.alerter = next(stage for stage in stages if isinstance(stage, AlerterStage))
             for stage in stages:
@@ -253,10 +269,29 @@ class Daemon:
                 prefix=keys.prefix,
                 redis=f"embedded ({server.url}, data in {server.directory})" if server else "external",
             )
+        if self.archive is not None:
+            self.archive.close()
         if server is not None:
             log.info("monitor stopped; stopping embedded redis")
         else:
             log.info("monitor stopped")
+
+    async def _open_archive(self, redis: Redis) -> None:
+        """Open (and if needed rebuild) the archive before its worker starts; warn about an orphan group."""
+        settings = self.settings.archive
+        if not settings.enabled:
+            groups: Any = await redis.xinfo_groups(self.keys.items) if await redis.exists(self.keys.items) else []
+            if any(_name(group) == GROUP_ARCHIVER for group in groups):
+                log.warning(
+                    "archive is disabled but the archiver group still exists; it holds back trimming of the "
+                    "items stream. Remove it with: XGROUP DESTROY " + self.keys.items + " " + GROUP_ARCHIVER
+                )
+            return
+        from monitor.archive import Archive  # noqa: PLC0415 - sqlite and gzip only when archiving
+
+        directory = settings.dir or self.settings.redis.data_dir / "archive"
+        self.archive = Archive(directory, fsync=settings.fsync, compress_level=settings.compress_level)
+        await asyncio.to_thread(self.archive.open)
 
     def _spawn_collectors(
         self,

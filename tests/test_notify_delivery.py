@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import tempfile
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -356,6 +357,7 @@ def daemon_settings(redis_url: str, keys: Keys, corpus: Path, receiver: NotifyRe
         "redis": {"url": redis_url, "key_prefix": keys.prefix, "consumer": {"block_ms": 50}},
         "metrics": {"enabled": False},
         "log": {"level": "warning"},
+        "archive": {"dir": tempfile.mkdtemp(prefix="warwatch-test-archive-")},
         "collectors": {"corpus": {"paths": [str(corpus)]}},
         "rules": [
             {"name": "bakhmut", "any": ["Bakhmut"], "severity": "high"},

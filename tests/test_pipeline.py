@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ def make_settings(redis_url: str, keys: Keys, paths: list[Path], **extra: Any) -
         "collectors": {"corpus": {"paths": [str(p) for p in paths]}},
         "rules": [BAKHMUT_RULE],
         "log": {"level": "warning"},
+        "archive": {"dir": tempfile.mkdtemp(prefix="warwatch-test-archive-")},
     }
     data.update(extra)
     return parse_config(data, env={})
@@ -175,13 +177,18 @@ async def test_match_command_equals_pipeline(
 async def test_status_after_drain(
     redis_url: str, redis_client: aioredis.Redis, keys: Keys, sample_corpus_dir: Path
 ) -> None:
-    """After --once, every group has zero lag and pending, no dead letters, and channels are listed."""
+    """After --once, every group (the archiver too) has zero lag and pending, no dead letters, channels listed."""
     await run_once(make_settings(redis_url, keys, [sample_corpus_dir]))
     status = await pipeline_status(redis_client, keys)
     lengths = {s.name: s.length for s in status.streams}
     assert lengths[keys.raw] == lengths[keys.items] == 9
     groups = {(s.name, g.name): g for s in status.streams for g in s.groups}
-    assert set(groups) == {(keys.raw, "normalizer"), (keys.items, "alerter"), (keys.alerts, "notifier")}
+    assert set(groups) == {
+        (keys.raw, "normalizer"),
+        (keys.items, "alerter"),
+        (keys.items, "archiver"),
+        (keys.alerts, "notifier"),
+    }
     assert all(g.lag == 0 and g.pending == 0 for g in groups.values())
     assert status.dead_letters == 0
     assert "corpus:corpus" in status.channels

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import tempfile
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ def worker_config(tmp_path: Path, redis_url: str, keys: Keys) -> Path:
                 "log": {"format": "json", "level": "info"},
                 "collectors": {"corpus": {"enabled": False}, "telegram_web": {"enabled": False}},
                 "notify": {"console": {"enabled": False}},
+                "archive": {"enabled": False},
                 "rules": [BAKHMUT_RULE],
             }
         ),
@@ -174,6 +176,7 @@ def split_settings(redis_url: str, keys: Keys, corpus: Path, **extra: Any) -> An
         "redis": {"url": redis_url, "key_prefix": keys.prefix, "consumer": {"block_ms": 50}},
         "metrics": {"enabled": False},
         "log": {"level": "warning"},
+        "archive": {"dir": tempfile.mkdtemp(prefix="warwatch-test-archive-")},
         "collectors": {"corpus": {"paths": [str(corpus)]}},
         "rules": [BAKHMUT_RULE],
         **extra,
