@@ -175,7 +175,9 @@ class NullSink:
         self.count += 1
 
 
-def _worker_main(url: str, prefix: str, role: str, index: int, stop_evt: mp.synchronize.Event, batch: int) -> None:  # type: ignore[name-defined]
+def _worker_main(
+    url: str, prefix: str, role: str, index: int, stop_evt: mp.synchronize.Event, batch: int, enrich: bool = False
+) -> None:  # type: ignore[name-defined]
     async def main() -> None:
         client = aioredis.from_url(url)
         keys = Keys(prefix)
@@ -184,7 +186,13 @@ def _worker_main(url: str, prefix: str, role: str, index: int, stop_evt: mp.sync
         consumer = ConsumerSettings(batch_size=batch, block_ms=100, claim_idle_ms=60_000)
         publisher = Publisher(client, keys, 3600)
         if role == "normalizer":
-            stages = [NormalizerStage(keys, Normalizer(NormalizerSettings(), warm=True), metrics)]
+            settings = NormalizerSettings(enrich=enrich, cluster=enrich)
+            clusters = None
+            if enrich:
+                from monitor.enrich.clusters import StoryClusters  # noqa: PLC0415 - only with --enrich
+
+                clusters = StoryClusters(client, keys)
+            stages = [NormalizerStage(keys, Normalizer(settings, warm=True), metrics, clusters)]
         else:
             stages = [
                 AlerterStage(keys, AlertEngine(hundred_rules()), metrics),
@@ -217,12 +225,12 @@ def _worker_main(url: str, prefix: str, role: str, index: int, stop_evt: mp.sync
 
 
 def start_workers(
-    url: str, prefix: str, normalizers: int, batch: int = 200
+    url: str, prefix: str, normalizers: int, batch: int = 200, enrich: bool = False
 ) -> tuple[list[mp.Process], mp.synchronize.Event]:  # type: ignore[name-defined]
     ctx = mp.get_context("spawn")
     stop_evt = ctx.Event()
     procs = [
-        ctx.Process(target=_worker_main, args=(url, prefix, "normalizer", i, stop_evt, batch))
+        ctx.Process(target=_worker_main, args=(url, prefix, "normalizer", i, stop_evt, batch, enrich))
         for i in range(normalizers)
     ]
     procs.append(ctx.Process(target=_worker_main, args=(url, prefix, "alerter", 0, stop_evt, batch)))
@@ -273,12 +281,14 @@ async def preload(client: aioredis.Redis, keys: Keys, posts: list[RawItem]) -> N
         await publisher.publish_raw(posts[i : i + 1000])
 
 
-async def throughput_phase(url: str, items: int, normalizers: int, batch: int, watched: float) -> dict[str, object]:
+async def throughput_phase(
+    url: str, items: int, normalizers: int, batch: int, watched: float, *, enrich: bool = False
+) -> dict[str, object]:
     client = aioredis.from_url(url)
     keys = Keys("bench-tp")
     posts = synthetic_posts(items, seed=1, watched_share=watched)
     await preload(client, keys, posts)
-    procs, stop_evt = start_workers(url, keys.prefix, normalizers, batch)
+    procs, stop_evt = start_workers(url, keys.prefix, normalizers, batch, enrich)
     # Workers need a moment to import; time from the first entry they take.
     while True:
         groups = await client.xinfo_groups(keys.raw) if await client.exists(keys.raw) else []

@@ -239,7 +239,7 @@ class NormalizerSettings(Section):
     lang_detect_chars: int = Field(2000, ge=50)
     max_text_chars: int = Field(200_000, ge=100)
     # Entities: places (gazetteer with coordinates), units, people and claimed quantities.
-    enrich: bool = False  # TEMP until the extractors land
+    enrich: bool = True
     # Story clusters: near-duplicates across sources and languages within cluster_window share a
     # cluster_id (the index lives in Redis, so several normalizers agree).
     cluster: bool = True

@@ -104,6 +104,30 @@ class Keys:
         """Set (with the alert id, for ``realert``) while a rule and group key are cooling down."""
         return f"{self.prefix}:rule:{rule}:cooldown:{group}"
 
+    def cluster(self, cluster_id: str) -> str:
+        """Hash ``first`` (item id), ``first_seen`` (unix time), ``size`` of one story cluster."""
+        return f"{self.prefix}:cluster:{cluster_id}"
+
+    def cluster_members(self, cluster_id: str) -> str:
+        """Sorted set item id -> unix time (published, else collected) of a cluster's members."""
+        return f"{self.prefix}:cluster:{cluster_id}:members"
+
+    def cluster_items(self, epoch: int) -> str:
+        """Hash item ref -> msgpack record (time, cluster, MinHash, anchors, item id) for one epoch."""
+        return f"{self.prefix}:cluster:index:{epoch}:items"
+
+    def cluster_bands(self, epoch: int) -> str:
+        """Hash LSH band hash -> item ref (last writer) for one epoch."""
+        return f"{self.prefix}:cluster:index:{epoch}:bands"
+
+    def cluster_anchors(self, epoch: int) -> str:
+        """Hash strong anchor -> item ref (last writer) for one epoch."""
+        return f"{self.prefix}:cluster:index:{epoch}:anchors"
+
+    def cluster_origins(self, epoch: int) -> str:
+        """Hash provenance key -> cluster id (first writer) for one epoch."""
+        return f"{self.prefix}:cluster:index:{epoch}:origins"
+
     def consumer_lease(self, consumer: str) -> str:
         """Held (with a TTL, renewed) by the process using a consumer name, so two never share one."""
         return f"{self.prefix}:consumer:{consumer}"

@@ -14,10 +14,11 @@ from __future__ import annotations
 import structlog
 
 from monitor.config import NormalizerSettings
+from monitor.enrich.enricher import Enricher
 from monitor.normalize.boilerplate import strip_boilerplate
 from monitor.normalize.lang import detect_language
 from monitor.normalize.text import clean_text
-from monitor.schema import Item, RawItem, item_id, short_hash, utcnow
+from monitor.schema import Entities, Item, RawItem, item_id, short_hash, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -38,8 +39,13 @@ def truncate(text: str, limit: int) -> str:
 class Normalizer:
     """Pure and synchronous: the stage worker and ``monitor match`` both call it."""
 
-    def __init__(self, settings: NormalizerSettings | None = None, *, warm: bool = False) -> None:
+    def __init__(
+        self, settings: NormalizerSettings | None = None, *, warm: bool = False, enricher: Enricher | None = None
+    ) -> None:
         self.settings = settings or NormalizerSettings()
+        self.enricher = enricher
+        if self.enricher is None and self.settings.enrich:
+            self.enricher = Enricher.load()
         if warm:  # load the language model now, not on the first item (it takes about a second)
             detect_language("warm-up text for the language model", self.settings.lang_detect_chars)
 
@@ -65,6 +71,8 @@ class Normalizer:
         if title and title.casefold() not in text[: len(title) + 500].casefold():
             # A headline that is not part of the body (feed entries) is matched and read with it.
             text = f"{title}\n\n{text}" if text else title
+        lang = detect_language(text or (title or ""), self.settings.lang_detect_chars)
+        entities = self.enricher.enrich(text, lang=lang, channel=raw.channel) if self.enricher and text else Entities()
         return Item(
             id=the_id,
             source=raw.source,
@@ -72,7 +80,7 @@ class Normalizer:
             external_id=raw.external_id,
             text=text,
             collected_at=raw.collected_at,
-            lang=detect_language(text or (title or ""), self.settings.lang_detect_chars),
+            lang=lang,
             content_hash=content_hash(text),
             url=raw.url,
             published_at=raw.published_at,
@@ -84,5 +92,6 @@ class Normalizer:
             media=raw.media,
             metrics=raw.metrics,
             channel_id=raw.channel_id,
+            entities=entities,
             normalized_at=utcnow(),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import msgspec
 from redis.asyncio.client import Pipeline
@@ -12,9 +13,19 @@ from monitor.bus.consume import Emit, Entry, Outcome
 from monitor.bus.keys import GROUP_NORMALIZER, Keys
 from monitor.metrics import Metrics
 from monitor.normalize.normalizer import Normalizer
-from monitor.schema import RawItem, decode_entry, dedup_key, encode
+from monitor.schema import Item, RawItem, decode_entry, dedup_key, encode
 
 _last_seen_encoder = msgspec.json.Encoder()
+
+
+class ClusterResultLike(Protocol):
+    cluster_id: str
+
+
+class ClusterIndex(Protocol):
+    """The story-cluster index (``monitor.enrich.clusters.StoryClusters``)."""
+
+    async def assign_many(self, items: Sequence[Item]) -> Sequence[ClusterResultLike]: ...
 
 
 class NormalizerStage:
@@ -23,10 +34,13 @@ class NormalizerStage:
     name = "normalizer"
     group = GROUP_NORMALIZER
 
-    def __init__(self, keys: Keys, normalizer: Normalizer, metrics: Metrics) -> None:
+    def __init__(
+        self, keys: Keys, normalizer: Normalizer, metrics: Metrics, clusters: ClusterIndex | None = None
+    ) -> None:
         self.keys = keys
         self.stream = keys.raw
         self.normalizer = normalizer
+        self.clusters = clusters
         self.metrics = metrics
         self._seconds = metrics.stage_seconds.labels(self.name)
         self._normalized: dict[tuple[str, str], Callable[[], None]] = {}
@@ -39,16 +53,25 @@ class NormalizerStage:
         return inc
 
     async def handle(self, entries: Sequence[Entry]) -> list[Outcome | BaseException]:
-        results: list[Outcome | BaseException] = []
-        last_seen: dict[str, bytes] = {}
-        last_outcome: Outcome | None = None
+        normalized: list[Item | BaseException] = []
         for _, fields in entries:
             started = time.perf_counter()
             try:
-                raw = decode_entry(RawItem, fields)
-                item = self.normalizer.normalize(raw)
+                normalized.append(self.normalizer.normalize(decode_entry(RawItem, fields)))
             except Exception as exc:  # noqa: BLE001 - every failure is recorded per entry, never lost
-                results.append(exc)
+                normalized.append(exc)
+            self._seconds.observe(time.perf_counter() - started)
+        items = [item for item in normalized if isinstance(item, Item)]
+        if self.clusters is not None and items:
+            # One batch of pipelined calls for all items; a Redis error fails the batch (retried).
+            for item, cluster in zip(items, await self.clusters.assign_many(items), strict=True):
+                item.cluster_id = cluster.cluster_id
+        results: list[Outcome | BaseException] = []
+        last_seen: dict[str, bytes] = {}
+        last_outcome: Outcome | None = None
+        for item in normalized:
+            if not isinstance(item, Item):
+                results.append(item)
                 continue
             once_key = self.keys.emitted(self.name, dedup_key(item, item.id))
             emit = Emit(self.keys.items, once_key, encode(item), on_written=self._counted(item.source, item.channel))
@@ -57,7 +80,6 @@ class NormalizerStage:
             last_seen[f"{item.source}:{item.channel}"] = _last_seen_encoder.encode(
                 {"item_id": item.id, "published_at": item.published_at, "collected_at": item.collected_at}
             )
-            self._seconds.observe(time.perf_counter() - started)
         if last_outcome is not None:  # one HSET for the batch, written in the same pipeline as the items
             last_outcome.extra = self._record_last_seen(last_seen)
         return results

@@ -1,0 +1,1 @@
+"""Enrichment: entities in item text."""
