@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import tempfile
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path

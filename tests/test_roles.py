@@ -8,9 +8,9 @@ import asyncio
 import json
 import os
 import re
-import tempfile
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
