@@ -51,9 +51,9 @@ def _fail(exc: MonitorError) -> typer.Exit:
     if isinstance(exc, ConfigError):
         err.print(f"[bold red]config error[/bold red] in {exc.source}:")
         for path, message in exc.problems:
-            err.print(f"  [bold]{path}[/bold]: {message}", highlight=False, markup=True)
+            err.print(f"  [bold]{escape(path)}[/bold]: {escape(message)}", highlight=False, markup=True)
     else:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
     return typer.Exit(exc.exit_code)
 
 
@@ -462,7 +462,7 @@ def notify_test(
     try:
         results = asyncio.run(probe_sinks(settings.notify, sinks or ()))
     except ValueError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     out = Console(highlight=False, soft_wrap=True)
     for result in results:

@@ -523,6 +523,15 @@ def _notify_problems(settings: Settings) -> list[tuple[str, str]]:
         for name in route.rules:
             if name not in rules:
                 problems.append((f"notify.routes[{index}].rules", f"no rule is named {name!r}"))
+    geo_rules = [rule for rule in settings.rules if rule.places or rule.within_km]
+    if geo_rules:
+        from monitor.alerting.entities import EntityConditions  # noqa: PLC0415 - loads the gazetteer
+
+        for rule in geo_rules:
+            try:
+                EntityConditions.build(rule)
+            except ConfigError as exc:
+                problems += exc.problems
     if settings.notify.sinks or settings.notify.templates != TemplateSettings():
         from monitor.notify.templates import template_problems  # noqa: PLC0415 - jinja2 only when needed
 

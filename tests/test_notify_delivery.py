@@ -479,3 +479,18 @@ async def test_notify_test_command_reports_each_sink_without_leaking_urls(
     assert HOOK_SECRET not in output
     [sent] = receiver.delivered()
     assert sent.payload["title"].startswith("[test] [HIGH] sample-rule")
+
+
+async def test_per_cluster_alert_says_how_often_the_story_was_reposted(
+    redis_client: aioredis.Redis, keys: Keys, receiver: NotifyReceiver
+) -> None:
+    """An alert of a story cluster with 30 members says 29 more posts of the same story exist."""
+    clock = Clock()
+    dispatcher = dispatcher_for(redis_client, keys, webhook_sink(receiver, template="short"), clock)
+    alert = make_alert(9)
+    alert.cluster_id = "story1"
+    await redis_client.zadd(keys.cluster_members("story1"), {f"telegram:1:{n}": n for n in range(30)})
+    await queue(redis_client, dispatcher.outbox, [alert], clock.now)
+    assert await dispatcher.step() == 1
+    [sent] = receiver.delivered()
+    assert "Same story: 29 more post(s) across channels so far" in sent.payload["message"]

@@ -177,19 +177,35 @@ class SinkDispatcher:
             log.error("notification dropped to the dead stream", sink=self.sink.name, error=error)
         return units
 
-    def _render(self, unit: _Unit) -> Message:
+    async def _reposts(self, alerts: list[Alert]) -> dict[str, int]:
+        """For alerts of per-cluster rules: how many other posts their story cluster has so far."""
+        clusters = sorted({a.cluster_id for a in alerts if a.cluster_id})
+        if not clusters:
+            return {}
+        keys = self.outbox.keys
+        pipe = self.outbox.redis.pipeline(transaction=False)
+        for cluster in clusters:
+            pipe.zcard(keys.cluster_members(cluster))
+        sizes = await pipe.execute()
+        return {cluster: max(0, int(size) - 1) for cluster, size in zip(clusters, sizes, strict=True)}
+
+    def _render(self, unit: _Unit, reposts: dict[str, int]) -> Message:
         if len(unit.alerts) == 1:
-            return self.templates.render(unit.alerts[0], self.sink.kind)
-        return self.templates.render_digest(unit.alerts, self.sink.kind)
+            return self.templates.render(unit.alerts[0], self.sink.kind, reposts)
+        return self.templates.render_digest(unit.alerts, self.sink.kind, reposts)
 
     async def _deliver(self, unit: _Unit) -> None:
         """Send one message and record the outcome for every alert in it."""
         error: str | None = None
         severity: Severity = max((a.severity for a in unit.alerts), key=SEVERITY_RANK.__getitem__)
+        try:
+            reposts = await self._reposts(unit.alerts)
+        except (RedisError, OSError):
+            reposts = {}  # the count is a nicety; never fail a delivery for it
         async with self._semaphore:
             started = time.perf_counter()
             try:
-                message = self._render(unit)
+                message = self._render(unit, reposts)
                 await self.sink.send(message.title, message.body, severity)
             except DeliveryError as exc:
                 error = str(exc)

@@ -9,6 +9,7 @@ Digests get ``alerts`` (a list of those), ``count``, ``rules`` and ``severity`` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,9 +40,11 @@ def _environment() -> SandboxedEnvironment:
     )
 
 
-def alert_context(alert: Alert) -> dict[str, Any]:
-    """The variables one alert gives a template."""
+def alert_context(alert: Alert, reposts: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The variables one alert gives a template (``reposts``: other posts of its story cluster so far)."""
     return {
+        "cluster_id": alert.cluster_id,
+        "reposts": (reposts or {}).get(alert.cluster_id or "", 0),
         "alert_id": alert.alert_id,
         "rule": alert.rule,
         "severity": alert.severity,
@@ -62,9 +65,9 @@ def alert_context(alert: Alert) -> dict[str, Any]:
     }
 
 
-def digest_context(alerts: list[Alert]) -> dict[str, Any]:
+def digest_context(alerts: list[Alert], reposts: Mapping[str, int] | None = None) -> dict[str, Any]:
     """The variables a digest of several alerts gives a template."""
-    contexts = [alert_context(a) for a in alerts]
+    contexts = [alert_context(a, reposts) for a in alerts]
     return {
         "alerts": contexts,
         "count": len(alerts),
@@ -108,14 +111,16 @@ class Templates:
         """Load the template files config.yaml names (a TemplateError or OSError when one is bad)."""
         return cls(_sources(notify))
 
-    def render(self, alert: Alert, kind: TemplateKind) -> Message:
+    def render(self, alert: Alert, kind: TemplateKind, reposts: Mapping[str, int] | None = None) -> Message:
         """Title and body for one alert."""
-        context = alert_context(alert)
+        context = alert_context(alert, reposts)
         return Message(_line(self._compiled["title"].render(context)), self._compiled[kind].render(context).strip())
 
-    def render_digest(self, alerts: list[Alert], kind: TemplateKind) -> Message:
+    def render_digest(
+        self, alerts: list[Alert], kind: TemplateKind, reposts: Mapping[str, int] | None = None
+    ) -> Message:
         """Title and body for a digest of several alerts."""
-        context = digest_context(alerts)
+        context = digest_context(alerts, reposts)
         body = self._compiled[f"digest_{kind}"].render(context).strip()
         return Message(_line(self._compiled["digest_title"].render(context)), body)
 
