@@ -207,7 +207,8 @@ def test_match_cli_json_and_stdin() -> None:
     )
     assert result.returncode == 0, result.stderr
     alerts = json.loads(result.stdout)
-    assert {a["rule"] for a in alerts} == {"bakhmut", "chemical-weapons"}
+    # near-bakhmut is the shipped entity rule: the gazetteer places Бахмут within its 20 km.
+    assert {a["rule"] for a in alerts} == {"bakhmut", "chemical-weapons", "near-bakhmut"}
 
 
 def test_status_json_cli(redis_url: str, keys: Keys, tmp_path: Path) -> None:
