@@ -3,24 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from monitor.alerting.matcher import fold, match_view
 from monitor.bus.keys import Keys
 from monitor.collectors.x import tweet_to_raw
+from monitor.enrich import clusters as cl
 from monitor.enrich.clusters import (
+    ClusterResult,
     StoryClusters,
     anchor_score,
     anchors,
+    band_hashes,
     estimate_jaccard,
     is_strong,
     minhash,
+    minhash_of,
     numbers,
     numbers_disagree,
     provenance,
+    shingle_hashes,
+    signature,
+    tokens,
+    view,
 )
 from monitor.normalize.normalizer import Normalizer
 from monitor.schema import Entities, Forward, Item, Place, Unit, short_hash
@@ -515,3 +530,186 @@ async def test_forced_commit_reports_an_item_recorded_meanwhile(redis_url: str, 
     finally:
         for client in clients:
             await client.aclose()
+
+
+# --- the fast paths against their definitions ----------------------------------------------------------
+
+_GROUPED = re.compile(r"\d{1,3}(?:[ \u00a0\u2009\u202f,.'’]\d{3})+(?![\d]|[.,]\d)")
+_URL = re.compile(r"(?:https?://|www\.|t\.me/|t\.co/)\S*", re.IGNORECASE)
+
+
+def reference_view(text: str) -> str:
+    """The view as the module docstring defines it: URLs out, digit groups joined, then ``match_view``."""
+    if any(marker in text for marker in ("://", "www.", "t.me/", "t.co/", "WWW.")):
+        text = _URL.sub(" ", text)
+
+    def join(match: re.Match[str]) -> str:
+        start = match.start()
+        if start and match.string[start - 1] in "0123456789.,":
+            return match.group()
+        return re.sub(r"\D", "", match.group())
+
+    return match_view(_GROUPED.sub(join, text))
+
+
+def reference_minhash(words: list[str], num_perm: int = 128) -> np.ndarray:
+    """MinHash computed the plain way: crc32 per word, rolled 3-grams, min of ``(a*x + b) >> 32`` per permutation."""
+    if len(words) < 6:
+        return np.zeros(0, dtype=np.uint32)
+    hashes = np.array([zlib.crc32(word.encode("utf-8", "surrogatepass")) for word in words], dtype=np.uint64)
+    count = len(words) - 2
+    rolled = hashes[:count].copy()
+    for offset in (1, 2):
+        rolled = rolled * np.uint64(0x9E3779B97F4A7C15) + hashes[offset : offset + count]
+    shingles = (rolled * np.uint64(0xC2B2AE3D27D4EB4F)) >> np.uint64(32)
+    a, b = cl._permutations(num_perm)
+    return ((a * shingles[None, :] + b) >> np.uint64(32)).min(axis=1).astype(np.uint32)
+
+
+TRICKY_TEXTS = [
+    "",
+    "316 980 осіб, 316,980 persons, 316\u00a0980, 10\u2009039 and 1.078 (+6)",
+    "12,345,678.90 1,123.5 .123 456 5. 123 x 1 234 567 7 12 345",
+    "https://t.me/ab3army/4521 A320 Су-34 WWW.EXAMPLE.COM 1 000 T.ME/abc 5 000 www.x.org",
+    "⚡️Терміново! 3 574 танків — «Бахмут» ґанок ҐАНОК 12 345 🇺🇦🔥",
+    "٣١٦ ٩٨٠ Arabic-Indic digits, १२ ३४५ Devanagari, １２ ３４５ fullwidth",
+    "Ёлка ЁЖ straße STRASSE İstanbul ﬁle ﬆ 92nd 1st 2ND 3rd 44th",
+    "abc’def 12’345 a_b c__d _ __ tab\t12\n345 Mixed Bаkhmut 100 500 € 12 345 ₴",
+    "\ud800 lone surrogate 123 456",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY_TEXTS)
+def test_view_matches_its_definition(text: str) -> None:
+    """The one-pass view (bytes scan, digit-group prefilter) is the view the docstring defines, token for token."""
+    expected = reference_view(text)
+    assert view(text) == expected
+    assert tokens(text) == expected.split()
+    assert numbers(text) == cl.numbers_in_view(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="abXY абЁёґҐ 0123456789 ,.'’\u00a0\u2009\u202f-—:/ wt.meh ١٢ 🔥 _\n", max_size=60))
+def test_view_matches_its_definition_on_random_text(text: str) -> None:
+    """Random mixes of digits, separators, scripts, URLs markers and emoji: the fast view never drifts."""
+    expected = reference_view(text)
+    assert view(text) == expected
+    assert numbers(text) == cl.numbers_in_view(expected)
+
+
+def test_byte_classes_match_unicode() -> None:
+    """The byte tests know the lead of every non-ASCII ``\\d`` and of every character that folds into ASCII.
+
+    (Four-byte characters never take the byte path.) Derived from this Python's Unicode tables, so a
+    new Unicode version that adds such characters under other lead bytes fails here.
+    """
+    digits, folds = set(), set()
+    for code in range(0x80, 0x10000):
+        if 0xD800 <= code < 0xE000:
+            continue
+        char = chr(code)
+        if re.match(r"\d", char):
+            digits.add(char.encode("utf-8")[0])
+        if any(folded < "\x80" for folded in fold(char)):
+            folds.add(char.encode("utf-8")[0])
+        assert fold(fold(char)) == fold(char)  # the word-hash cache takes tokens folded or not
+    assert digits == set(cl._DIGIT_LEADS)
+    assert folds == set(cl._FOLD_LEADS)
+
+
+def test_batched_signatures_equal_the_plain_computation() -> None:
+    """One batch of texts (short, exact-minimum, long past a numpy step) gets each text's own MinHash, bit for bit."""
+    words = tokens(" ".join([BRIGADE_UK, KHARKIV_UK, ODESA_EN, GS_UK_DAY1, GS_EN_DAY1]))
+    texts = [
+        tokens(BRIGADE_UK),
+        tokens(KHARKIV_UK),
+        words[:6],  # exactly min_tokens
+        (words * 4)[: 3 * cl._STEP + 7],  # several numpy steps
+        tokens(GS_EN_DAY1),
+        words[:7],
+    ]
+    batched = cl._signatures(texts, 128, 3)
+    for row, text in enumerate(texts):
+        expected = reference_minhash(text)
+        assert (batched[row] == expected).all()
+        assert (minhash_of(text) == expected).all()
+        assert (signature(shingle_hashes(text)) == expected).all()
+    assert minhash_of(words[:5]).size == 0
+    assert (signature(np.zeros(0, dtype=np.uint64)) == np.iinfo(np.uint32).max).all()
+
+
+def test_prepared_batch_matches_per_item_functions() -> None:
+    """prepare_many (batched MinHash, bands, anchors) gives what the per-item functions give."""
+    clusters = StoryClusters(aioredis.Redis(), Keys("p"))
+    items = [
+        make_item(BRIGADE_UK, external_id="1", entities=Entities(places=BATTLE_PLACES, units=[BRIGADE])),
+        make_item("Вибухи в Харкові", external_id="2"),
+        make_item(GS_UK_DAY1, external_id="3"),
+        make_item("", external_id="4", event="delete"),
+        make_item(AIR_FORCE_DAY1, source="x", external_id="5", forwarded_from=Forward(id="9")),
+        *(make_item(text + " 92ND 3rd 12 345 ſt 92ſt", external_id=f"t{n}") for n, text in enumerate(TRICKY_TEXTS)),
+        make_item("Сили оборони: 92ND, 3Rd, 44th і 712 обстрілів; STRASSE 2023 року", external_id="u"),
+    ]
+    for item, prepared in zip(items, clusters.prepare_many(items), strict=True):
+        sig = minhash(item.text) if item.event != "delete" else np.zeros(0, dtype=np.uint32)
+        assert (prepared.sig == sig).all() and prepared.sig.size == sig.size
+        assert list(prepared.bands) == band_hashes(sig)
+        assert prepared.band_blob == b"".join(band_hashes(sig))
+        if item.event != "delete":
+            assert prepared.anchors == anchors(item)
+            assert prepared.strong == sorted(a for a in anchors(item) if is_strong(a))
+        origins, own = provenance(item)
+        assert prepared.lookups == origins + [key for key in own if "@" not in key]
+        assert prepared.marks == [key for key in own if "@" in key]
+
+
+async def test_equal_scores_go_to_the_older_candidate(clusters: StoryClusters) -> None:
+    """Two candidates with the same text score are decided by age, not by set order: every process agrees."""
+    older = make_item(BRIGADE_UK, channel="a", external_id="1")
+    newer = make_item(BRIGADE_UK, channel="b", external_id="2", at=T0 + timedelta(hours=72))  # out of the window
+    between = make_item(BRIGADE_UK, channel="c", external_id="3", at=T0 + timedelta(hours=36))
+    first = await clusters.assign(older)
+    second = await clusters.assign(newer)
+    assert second.cluster_id != first.cluster_id
+    joined = await clusters.assign(between)
+    assert joined.matched_by == "text" and joined.score == 1.0
+    assert joined.cluster_id == first.cluster_id and joined.via == older.id
+
+
+async def test_a_write_between_lookup_and_commit_is_caught(redis_url: str, keys: Keys) -> None:
+    """The commit skips its compare-and-set only when nobody wrote in between: a write in between is a conflict."""
+    clients = [aioredis.from_url(redis_url), aioredis.from_url(redis_url)]
+    try:
+        a, b = StoryClusters(clients[0], keys), StoryClusters(clients[1], keys)
+        first_item = make_item(BRIGADE_UK, channel="ab3army", external_id="1")
+        second_item = make_item(BRIGADE_UK_REPOST, channel="operativnoZSU", external_id="2")
+        commit = b._commit
+        results: list[ClusterResult] = []
+
+        async def a_commits_first(*args: Any, **kwargs: Any) -> Any:
+            if not results:
+                results.append(await a.assign(first_item))  # lookup and commit while b is between its two
+            return await commit(*args, **kwargs)
+
+        b._commit = a_commits_first  # type: ignore[assignment]
+        second = await b.assign(second_item)
+        first = results[0]
+        assert first.is_new and second.cluster_id == first.cluster_id and second.matched_by == "text"
+        assert b.round_trips == 4  # the conflict, then a fresh plan
+        assert len(await a.members(first.cluster_id)) == 2
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def test_one_process_never_retries(clusters: StoryClusters) -> None:
+    """Batches of one normalizer commit without conflicts: two round trips each, even when they overlap."""
+    items = [
+        make_item(
+            f"{BRIGADE_UK} Випуск {n % 7}. {KHARKIV_UK if n % 2 else ODESA_EN}", channel=f"c{n % 9}", external_id=str(n)
+        )
+        for n in range(120)
+    ]
+    for start in range(0, 120, 40):
+        await clusters.assign_many(items[start : start + 40])
+    assert clusters.round_trips == 6

@@ -20,6 +20,9 @@ After a surname is found:
   person is named with a first name elsewhere in the text;
 * ``other_first``: a surname right after another bearer's first name is not this person
   ("Ахмат Кадыров").
+
+The surnames are searched in the enricher's shared ``MatchView`` when it passes one (one automaton pass
+with the units' names, ``enricher.RuleIndex``); the hits are those of ``CompiledRules.match``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import yaml
 # inflection model (a circular import that fails quietly), so first names are expanded through it too.
 from monitor.alerting.matcher import CompiledRules, fold, term_forms
 from monitor.config import Rule
+from monitor.enrich.enricher import MatchView
 from monitor.schema import Person
 
 __all__ = ["PeopleExtractor"]
@@ -83,6 +87,8 @@ class _Mention:
 class PeopleExtractor:
     """Finds people from the curated list; build once with ``load()`` and reuse (read-only)."""
 
+    takes_view = True  # extract() accepts the enricher's shared MatchView
+
     def __init__(self, data: dict[str, Any]) -> None:
         titles = data.get("titles", {})
         self._titles = tuple(fold(t) for group in titles.values() for t in group)
@@ -128,16 +134,24 @@ class PeopleExtractor:
         return _load(path or DATA)
 
     @property
+    def name_rules(self) -> CompiledRules:
+        """The surname variants as alerting rules, one per person."""
+        return self._rules
+
+    @property
     def ids(self) -> list[str]:
         """Every person id in the list."""
         return list(self._entries)
 
-    def extract(self, text: str) -> list[Person]:
-        """Every listed person named in ``text``, in text order; ``text[start:end]`` is the mention."""
+    def extract(self, text: str, *, view: MatchView | None = None) -> list[Person]:
+        """Every listed person named in ``text``, in text order; ``text[start:end]`` is the mention.
+
+        ``view``: the text's ``MatchView`` when the caller has one (the enricher shares it).
+        """
         if not text:
             return []
         mentions: list[_Mention] = []
-        for rule_match in self._rules.match(text):
+        for rule_match in MatchView.of(text, view).match(self._rules):
             entry = self._entries[rule_match.rule.name]
             for hit in rule_match.hits:
                 mention = self._mention(text, entry, hit.term, hit.start, hit.end)

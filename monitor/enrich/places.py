@@ -11,6 +11,13 @@ zero-width characters, soft hyphens, bidi controls and stress marks are skipped 
 text as given. Where mentions overlap, the leftmost-longest wins ("Donetsk region" is the oblast, "Nova
 Kakhovka" is not Kakhovka).
 
+The view comes from the enricher's shared ``MatchView`` when it passes one. Spans are found without
+listing every token: a hit's token index and the word characters before it (both read off the view)
+locate it in the text (``_TokenStarts``). A hit whose names need no rule beyond the given-name and sector
+checks skips the rest of ``_filter``, and one of a common word that is not capitalized is dropped
+before its span is looked up. Priors of candidate sets and distances are remembered (pure values), and
+the places of one resolved name are copies of its first one with their own spans.
+
 Names that are also ordinary words (the gazetteer's ``COMMON`` flag: "Мирне", "Піски", "Щастя",
 "Перемога", and case forms such as "буде" of Буда) only count when capitalized (every word of a
 several-word name). If such a name is also a *frequent* word (``FREQUENT``) and stands at the start of a
@@ -59,8 +66,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ahocorasick
+from msgspec.structs import replace
 
-from monitor.alerting.matcher import _LETTER_RUN, WORD, _scan, deobfuscated_view, fold, fold_term
+from monitor.alerting.matcher import _ASCII_GAPS, WORD, _only_word_characters, fold, fold_term
+from monitor.enrich.enricher import MatchView
 from monitor.enrich.gazetteer import (
     COMMON,
     FLAG_BITS,
@@ -90,6 +99,11 @@ _INVISIBLE = re.compile(
     "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u0300\u0301\u0335-\u0338]+"
 )
 _SENTENCE_END = frozenset(".!?…\n")
+# Memo sizes (each memo is cleared when full): pattern shapes, priors of candidate sets, distances.
+_SHAPES_MEMO = 50_000
+_PRIORS_MEMO = 20_000
+_DISTANCES_MEMO = 50_000
+_COMMON_ONLY = object()
 _PREVIOUS_WORD = re.compile(r"(\w+)\W*$")
 # "на Лиманському напрямку", "у Покровському районі": an adjective made from a place name, naming a
 # front sector, district or community, is not the village of that adjective's form (Лиманське).
@@ -99,6 +113,7 @@ _SECTOR_NEXT = re.compile(
     re.IGNORECASE,
 )
 _ADJECTIVE_END = re.compile(r"(?:ому|ого|ий|ій|им|ім|ом|ая|ой|ую|ої|ою|ей|ое)$")
+_ADJECTIVE_LAST = frozenset(ending[-1] for ending in _ADJECTIVE_END.pattern[3:-2].split("|"))  # their last letters
 # Words right before a name that say it is a settlement (abbreviations are followed by a dot).
 _CUES = frozenset(
     {
@@ -129,10 +144,12 @@ class _Resolution:
 
 
 class PlaceExtractor:
-    """Finds gazetteer places in text. Read-only after construction, so one instance serves every thread."""
+    """Finds gazetteer places in text. One instance serves every thread: after construction only its memos
+    of pure values (pattern shapes, priors, distances) change, one dict operation at a time."""
 
     _loaded: dict[str, PlaceExtractor] = {}  # noqa: RUF012 - a per-process memo, guarded by _lock
     _lock = threading.Lock()
+    takes_view = True  # extract() accepts the enricher's shared MatchView
 
     def __init__(self, gazetteer: Gazetteer) -> None:
         self.gazetteer = gazetteer
@@ -157,6 +174,9 @@ class PlaceExtractor:
         }
         self._given_names = frozenset(gazetteer.given_names)
         self._needs_context = frozenset(i for i, entry in enumerate(self.entries) if entry.needs_context)
+        self._shapes: dict[int, tuple[int, int, int, tuple[int, ...] | object | None]] = {}  # pid -> _shape(pid)
+        self._distances: dict[tuple[int, float, float], float] = {}  # (candidate, point) -> km, for _near
+        self._priors: dict[tuple[int, ...], tuple[int, float, tuple[float, float] | None]] = {}  # _prior_of's memo
         self._automaton = ahocorasick.Automaton()
         for pid, pattern in enumerate(self._patterns):
             self._automaton.add_word(f" {pattern} ", pid)
@@ -209,14 +229,20 @@ class PlaceExtractor:
 
     # ------------------------------------------------------------------ extraction
 
-    def extract(self, text: str, *, area: tuple[float, float] | None = None) -> list[Place]:
-        """Every place named in ``text``, in text order; spans index ``text``."""
+    def extract(
+        self, text: str, *, area: tuple[float, float] | None = None, view: MatchView | None = None
+    ) -> list[Place]:
+        """Every place named in ``text``, in text order; spans index ``text``.
+
+        ``view``: the text's ``MatchView`` when the caller has one (the enricher shares it).
+        """
         clean, segments = _strip_invisible(text)
-        mentions = self._mentions(clean)
+        mentions = self._mentions(clean, view if segments is None else None)
         if not mentions:
             return []
         resolved = self._resolve(mentions, area)
         places = []
+        made: dict[int, Place] = {}  # id(resolution) -> its first Place: the others are copies with their span
         for mention in mentions:
             resolution = resolved.get(mention.candidates)
             if resolution is None:
@@ -224,29 +250,79 @@ class PlaceExtractor:
             start, end = mention.start, mention.end
             if segments is not None:
                 start, end = _original(segments, start), _original(segments, end - 1) + 1
-            places.append(self._place(resolution, start, end))
+            first = made.get(id(resolution))
+            if first is None:
+                place = made[id(resolution)] = self._place(resolution, start, end)
+            else:
+                candidates = [replace(candidate) for candidate in first.candidates] if first.candidates else []
+                place = replace(first, start=start, end=end, candidates=candidates)
+            places.append(place)
         return places
 
-    def _mentions(self, text: str) -> list[_Mention]:
-        words, mixed = _scan(text)
-        view = " " + fold(words) + " "
-        tokens: list[tuple[int, int]] | None = None
-        if mixed or _LETTER_RUN.search(view) is not None:
-            view, tokens = deobfuscated_view(text)
-        hits = self._automaton.iter(view)
+    def _mentions(self, text: str, view: MatchView | None = None) -> list[_Mention]:
+        shared = MatchView.of(text, view)
+        padded, tokens, words = shared.view, shared.tokens, shared.words
+        starts: _TokenStarts | None = None
+        spans: list[tuple[int, int]] | None = None  # every token's span, when the view is not aligned
         found: list[_Mention] = []
-        for end, pid in hits:
-            pattern = self._patterns[pid]
-            # The padded pattern's leading space is view[end - len(pattern) - 1]; the spaces up to and
+        shapes = self._shapes
+        given = self._given_names
+        spaces = 0  # spaces in padded[:position], counted on from the last hit
+        position = 0
+        for end, pid in self._automaton.iter(padded):
+            shape = shapes.get(pid)
+            if shape is None:
+                shape = self._shape(pid)
+            length, inner_spaces, last_word, plain = shape
+            # The padded pattern's leading space is padded[end - len(pattern) - 1]; the spaces up to and
             # including it, less the view's own leading one, count the tokens before the match.
-            first = view.count(" ", 0, end - len(pattern)) - 1
-            last = first + pattern.count(" ")
-            if tokens is None:
-                tokens = [m.span() for m in WORD.finditer(text)]
-            if last >= len(tokens):
-                continue
-            start, stop = tokens[first][0], tokens[last][1]
-            mention = self._filter(text, pid, start, stop, first, last)
+            at = end - length  # where the pattern starts in padded (in words: at - 1)
+            if plain is _COMMON_ONLY and not inner_spaces and words is not None and not words[at - 1].isupper():
+                continue  # what _filter says first: words[at - 1] is the hit's first character as written
+            if at >= position:
+                spaces += padded.count(" ", position, at)
+            else:
+                spaces -= padded.count(" ", at, position)
+            position = at
+            first = spaces - 1
+            last = first + inner_spaces
+            if tokens is not None:
+                if last >= len(tokens):
+                    continue
+                start, stop = tokens[first][0], tokens[last][1]
+            elif words is not None:  # word characters before the hit's tokens count them in the text
+                if starts is None:
+                    starts = _TokenStarts(text)
+                found_start = starts.start(first, at - 1 - first)
+                if found_start is None:
+                    continue
+                start = found_start
+                if not inner_spaces:
+                    stop = start + length
+                else:
+                    last_start = starts.start(last, at - 1 + last_word - last)
+                    if last_start is None:
+                        continue
+                    stop = last_start + length - last_word
+            else:
+                if spans is None:
+                    spans = word_spans(text)
+                if last >= len(spans):
+                    continue
+                start, stop = spans[first][0], spans[last][1]
+            previous = None
+            if tokens is None:  # the view's tokens are the text's, folded: the one before the hit
+                previous = padded[padded.rfind(" ", 0, at - 1) + 1 : at - 1]
+                if (
+                    type(plain) is tuple
+                    and previous not in given
+                    and previous.isalpha()
+                    and text[stop - 1].lower()[-1:] not in _ADJECTIVE_LAST
+                ):
+                    # _filter's answer without the call: no given name before, no sector word after
+                    found.append(_Mention(start, stop, first, last, plain, False))
+                    continue
+            mention = self._filter(text, pid, start, stop, first, last, previous)
             if mention is not None:
                 found.append(mention)
         if len(found) < 2:
@@ -257,6 +333,8 @@ class PlaceExtractor:
             if not chosen or mention.first > chosen[-1].last:
                 chosen.append(mention)
         regions = [m for m in chosen if len(m.candidates) == 1 and not self._is_place[m.candidates[0]]]
+        if not regions:
+            return chosen
         for mention in chosen:
             near = [
                 (self.entries[r.candidates[0]].country, self.entries[r.candidates[0]].admin1_code)
@@ -267,12 +345,30 @@ class PlaceExtractor:
                 mention.oblasts = frozenset(near)
         return chosen
 
-    def _filter(self, text: str, pid: int, start: int, stop: int, first: int, last: int) -> _Mention | None:
-        """The places a hit can stand for here, after the capitalization and context rules."""
-        if _after_given_name(text, start, self._given_names):
+    def _filter(
+        self, text: str, pid: int, start: int, stop: int, first: int, last: int, previous: str | None = None
+    ) -> _Mention | None:
+        """The places a hit can stand for here, after the capitalization and context rules.
+
+        ``previous``: the folded token before the hit in a match view whose tokens are the text's (None
+        when unknown). A given name right before the hit is that whole token, so when the token is all
+        letters and not a given name the check for one is skipped.
+        """
+        plain = self._shape(pid)[3]
+        if plain is _COMMON_ONLY and first == last and not text[start].isupper():
+            return None  # one word, not capitalized: no ref survives the capitalization rule
+        if (previous is None or previous in self._given_names or not previous.isalpha()) and _after_given_name(
+            text, start, self._given_names
+        ):
             return None  # "Roman Chop", "Ivan Sirko": a surname
-        if _SECTOR_NEXT.match(text, stop) and _ADJECTIVE_END.search(text[start:stop].lower()):
+        if (
+            text[stop - 1].lower()[-1:] in _ADJECTIVE_LAST
+            and _SECTOR_NEXT.match(text, stop)
+            and _ADJECTIVE_END.search(text[start:stop].lower())
+        ):
             return None  # "на Лиманському напрямку"
+        if type(plain) is tuple:
+            return _Mention(start, stop, first, last, plain, False)
         strong: list[int] = []
         weak: list[int] = []
         position: tuple[bool, bool] | None = None  # (title-cased, weak position), computed on demand
@@ -307,11 +403,52 @@ class PlaceExtractor:
             return _Mention(start, stop, first, last, tuple(weak), True)
         return None
 
+    def _shape(self, pid: int) -> tuple[int, int, int, tuple[int, ...] | object | None]:
+        """``(length, spaces, where its last word starts, _plain_candidates)`` of a pattern (remembered)."""
+        shape = self._shapes.get(pid)
+        if shape is None:
+            if len(self._shapes) >= _SHAPES_MEMO:
+                self._shapes.clear()
+            pattern = self._patterns[pid]
+            shape = (len(pattern), pattern.count(" "), pattern.rfind(" ") + 1, self._plain_candidates(pid))
+            self._shapes[pid] = shape
+        return shape
+
+    def _plain_candidates(self, pid: int) -> tuple[int, ...] | object | None:
+        """What ``_filter`` can shortcut for a pattern: its candidates when none of its refs has a rule
+        beyond the given-name and sector ones (no veto, not a given name or common word, no context
+        needed); ``_COMMON_ONLY`` when every ref is only a common word (so needs capitals); else None."""
+        indices = []
+        common = 0
+        for ref in self._refs[pid]:
+            index, flags = ref >> FLAG_BITS, ref & 7
+            if index in self._vetoes or flags & GIVEN or index in self._needs_context:
+                return None
+            common += bool(flags & COMMON)
+            indices.append(index)
+        if not indices:
+            return None
+        if not common:
+            return tuple(indices)
+        return _COMMON_ONLY if common == len(indices) else None
+
     # ------------------------------------------------------------------ resolution
 
     def _near(self, index: int, points: Iterable[tuple[float, float]]) -> float:
+        """The distance from a candidate to the nearest of ``points`` (each distance remembered)."""
         lat, lon = self._lat[index], self._lon[index]
-        return min((haversine_km(lat, lon, p_lat, p_lon) for p_lat, p_lon in points), default=float("inf"))
+        distances = self._distances
+        nearest = float("inf")
+        for p_lat, p_lon in points:
+            key = (index, p_lat, p_lon)
+            distance = distances.get(key)
+            if distance is None:
+                if len(distances) >= _DISTANCES_MEMO:
+                    distances.clear()
+                distance = distances[key] = haversine_km(lat, lon, p_lat, p_lon)
+            if distance < nearest:
+                nearest = distance
+        return nearest
 
     def _resolve(
         self, mentions: list[_Mention], area: tuple[float, float] | None
@@ -325,18 +462,16 @@ class PlaceExtractor:
         anchors: dict[tuple[int, ...], tuple[float, float]] = {}
         resolved: dict[tuple[int, ...], _Resolution] = {}
         for key in keys:
-            best = max(key, key=weight.__getitem__)
-            share = weight[best] / sum(weight[i] for i in key)
+            best, share, anchor = self._prior_of(key)
             if len(key) == 1:
                 resolved[key] = _Resolution(best, 1.0, [best])
-            if key in strong_keys and self._is_place[best] and (len(key) == 1 or share >= DOMINANT_SHARE):
-                anchors[key] = (self._lat[best], self._lon[best])
+            if anchor is not None and key in strong_keys:
+                anchors[key] = anchor
         pending = sorted((k for k in keys if len(k) > 1), key=len)
         undecided: list[tuple[int, ...]] = []
         for key in pending:
             pool = self._in_oblasts(key, local.get(key))
-            best = max(key, key=weight.__getitem__)
-            share = weight[best] / sum(weight[i] for i in key)
+            best, share, _ = self._prior_of(key)
             if share >= DOMINANT_SHARE and best in pool:
                 # Donetsk (the city, not the town in Rostov oblast): context does not overturn the prior.
                 resolved[key] = _Resolution(best, share, sorted(key, key=lambda i: -weight[i]))
@@ -384,6 +519,22 @@ class PlaceExtractor:
             else:
                 del resolved[key]
         return resolved
+
+    def _prior_of(self, key: tuple[int, ...]) -> tuple[int, float, tuple[float, float] | None]:
+        """``(heaviest candidate, its share of the prior weight, its point if it can anchor others)``;
+        the last for a place that is the only candidate or a dominant one (remembered per key)."""
+        known = self._priors.get(key)
+        if known is None:
+            weight = self._weight
+            best = max(key, key=weight.__getitem__)
+            share = weight[best] / sum(weight[i] for i in key)
+            anchor = None
+            if self._is_place[best] and (len(key) == 1 or share >= DOMINANT_SHARE):
+                anchor = (self._lat[best], self._lon[best])
+            if len(self._priors) >= _PRIORS_MEMO:
+                self._priors.clear()
+            known = self._priors[key] = (best, share, anchor)
+        return known
 
     def _in_oblasts(self, key: tuple[int, ...], oblasts: set[tuple[str, str | None]] | None) -> list[int]:
         """The candidates in the oblasts named right by the mention, or all of them."""
@@ -433,7 +584,7 @@ class PlaceExtractor:
 
 def _strip_invisible(text: str) -> tuple[str, list[tuple[int, int]] | None]:
     """The text without invisible characters, and ``(clean offset, original offset)`` per kept run."""
-    if _INVISIBLE.search(text) is None:
+    if not _may_have_invisible(text):
         return text, None
     pieces: list[str] = []
     segments: list[tuple[int, int]] = []
@@ -448,6 +599,82 @@ def _strip_invisible(text: str) -> tuple[str, list[tuple[int, int]] | None]:
         segments.append((clean_length, position))
         pieces.append(text[position:])
     return "".join(pieces), segments
+
+
+# The UTF-8 lead bytes of every ``_INVISIBLE`` character; a text with none of them has none of those.
+_INVISIBLE_LEADS = frozenset(
+    char.encode("utf-8")[0]
+    for char in _INVISIBLE.findall("".join(map(chr, range(0x80, 0x10000))))  # all in the BMP
+)
+_NOT_INVISIBLE_LEADS = bytes(b for b in range(256) if b not in _INVISIBLE_LEADS)
+
+
+def _may_have_invisible(text: str) -> bool:
+    """False when ``text`` has no ``_INVISIBLE`` character (C-level checks); True means "search for them"."""
+    if text.isascii():
+        return False
+    if not text.encode("utf-8", "surrogatepass").translate(None, _NOT_INVISIBLE_LEADS):
+        return False
+    return _INVISIBLE.search(text) is not None
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """``[m.span() for m in WORD.finditer(text)]``: the spans of the text's word tokens."""
+    return [m.span() for m in WORD.finditer(text)]
+
+
+class _TokenStarts:
+    """Where the text's word tokens start, from their index and the word characters before them.
+
+    The text with every non-word character made a space (``gapped``: same offsets) has the tokens as its
+    runs of non-spaces. Token ``k`` with ``n`` word characters before it starts right before the first
+    position ``g`` with ``n + 1`` of them before it: ``g = n + 1 + (spaces before g)``, solved by a few
+    C-level ``count`` calls from the last token found (going back, from the nearest one found before),
+    starting from one space per token in between (the least there can be).
+    """
+
+    __slots__ = ("_gapped", "_letters", "_marks", "_position", "_starts", "_token", "_tokens")
+
+    def __init__(self, text: str) -> None:
+        if text.isascii():
+            gapped = text.encode("ascii").translate(_ASCII_GAPS).decode("ascii")
+        else:
+            raw = text.encode("utf-8", "surrogatepass")
+            gapped = raw.translate(_ASCII_GAPS).decode("utf-8", "surrogatepass")
+            if not _only_word_characters(raw):
+                gapped = _NON_WORD_LEFT.sub(" ", gapped)
+        self._gapped = gapped
+        self._position = self._letters = self._token = 0  # the cursor: a token's start, letters before, index
+        self._marks = [0]  # tokens found so far (ascending), with their starts and the letters before them
+        self._tokens = [0]
+        self._starts = [0]
+
+    def start(self, token: int, letters: int) -> int | None:
+        """Where token number ``token``, with ``letters`` word characters before it, starts (None past the end)."""
+        position, before, at = self._position, self._letters, self._token
+        if letters < before:
+            back = bisect.bisect_right(self._marks, letters) - 1
+            position, before, at = self._starts[back], self._marks[back], self._tokens[back]
+        gapped = self._gapped
+        base = position + letters - before + 1
+        found = base + token - at
+        while True:
+            moved = base + gapped.count(" ", position, found)
+            if moved == found:
+                break
+            found = moved
+        found -= 1  # the token's first character
+        if found >= len(gapped):
+            return None
+        self._position, self._letters, self._token = found, letters, token
+        if letters > self._marks[-1]:
+            self._marks.append(letters)
+            self._tokens.append(token)
+            self._starts.append(found)
+        return found
+
+
+_NON_WORD_LEFT = re.compile(r"[^\w ]")  # in a text whose ASCII non-word characters are spaces already
 
 
 def _original(segments: list[tuple[int, int]], offset: int) -> int:

@@ -33,6 +33,11 @@ sentence (a loss verb such as destroyed/знищено/уничтожено, cap
   guided_bombs, strikes;
 * ``count``/shells.
 
+Speed: the number regex is tried only at digits that follow no word character (``enricher.number_starts``,
+shared with the units); one Aho-Corasick pass over the lower-cased text finds the number words that
+are whitespace-separated tokens and where context words can start (``_CONTEXT`` is tried only there);
+the sentence and clause-break regexes are written to start with a character set, which ``re`` scans for.
+
 A total followed by a daily increment in parentheses ("5408 (+19)") gives a second Quantity, kind
 ``<kind>_daily`` ("losses_daily"), whose span is the increment ("+19").
 """
@@ -41,8 +46,13 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from re import _parser  # type: ignore[attr-defined]
+from typing import NamedTuple
 
+import ahocorasick
+
+from monitor.enrich.enricher import MatchView, number_starts
 from monitor.schema import Quantity
 
 __all__ = ["extract_quantities"]
@@ -179,7 +189,9 @@ _ENDING = "[а-яіїєґё']*"
 
 def _split_top(pattern: str) -> list[str]:
     """The top-level alternatives of a regex (split on "|" outside parentheses and brackets)."""
-    parts, depth, current, in_class, escaped = [], 0, [], False, False
+    parts: list[str] = []
+    current: list[str] = []
+    depth, in_class, escaped = 0, False, False
     for char in pattern:
         if escaped:
             escaped = False
@@ -218,8 +230,8 @@ def _first_letters(alternative: str) -> set[str] | None:
     if alternative[:1].isalpha():
         return {alternative[0]}
     if alternative.startswith("[") and "]" in alternative:
-        letters = alternative[1 : alternative.index("]")]
-        return set(letters) if letters.isalpha() else None
+        chars = alternative[1 : alternative.index("]")]
+        return set(chars) if chars.isalpha() else None
     if alternative.startswith("(?:"):
         close = _closing_paren(alternative)
         inner, rest = alternative[3:close], alternative[close + 1 :]
@@ -317,18 +329,43 @@ _DIGITS = re.compile(
 _WORD_REGEXES: dict[str, re.Pattern[str]] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class _Number:
+class _Number(NamedTuple):
     start: int
     end: int
     value: float
     plain: bool  # digits only, no separator or decimal part: a year candidate
 
 
-def _numbers(text: str, lang: str | None) -> list[_Number]:
-    """Every number in ``text`` (digits and number words), with multipliers applied, in text order."""
+def _digit_matches(text: str, starts: Iterable[int] | None = None) -> Iterator[re.Match[str]]:
+    """``_DIGITS.finditer(text)``, tried only where a digit follows no word character.
+
+    A match starts with such a digit (its lookbehind rules out a word character before), and ``re``
+    finds those with a fast character scan where ``_DIGITS`` itself would be tried at every position.
+    ``starts``: those positions when the caller has them (``MatchView.number_starts``).
+    """
+    end = 0
+    for position in number_starts(text) if starts is None else starts:
+        if position < end:
+            continue
+        match = _DIGITS.match(text, position)
+        if match is not None:
+            end = match.end()
+            yield match
+
+
+def _numbers(
+    text: str,
+    lang: str | None,
+    lowered: str | None = None,
+    starts: Iterable[int] | None = None,
+    tokens: set[str] | None = None,
+) -> list[_Number]:
+    """Every number in ``text`` (digits and number words), with multipliers applied, in text order.
+
+    ``tokens``: the number words that are whitespace-separated tokens of ``lowered``, when known.
+    """
     found: list[_Number] = []
-    for match in _DIGITS.finditer(text):
+    for match in _digit_matches(text, starts):
         whole, sep, frac = match["int"], match["sep"], match["frac"]
         if sep == "." and lang == "en" and frac is None and whole.count(".") == 1:
             value = float(whole)  # English: "3.574" is a decimal
@@ -337,11 +374,12 @@ def _numbers(text: str, lang: str | None) -> list[_Number]:
             if frac:
                 value += float("0." + frac[1:])
         found.append(_multiplied(text, match.start(), match.end(), value, sep is None and frac is None))
-    lowered = text.lower()
+    if lowered is None:
+        lowered = text.lower()
     if len(lowered) == len(text):  # lower() kept every offset (nearly always)
         words = _WORDS_BY_LANG.get(lang or "", _WORDS)
         # A number word only counts before a noun, so it is followed by a space: a whitespace split finds it.
-        present = _WORD_SETS.get(lang or "", _ALL_WORDS).intersection(lowered.split())
+        present = _WORD_SETS.get(lang or "", _ALL_WORDS).intersection(lowered.split() if tokens is None else tokens)
         for word in present:
             regex = _WORD_REGEXES.get(word)
             if regex is None:
@@ -369,6 +407,8 @@ def _multiplied(text: str, start: int, end: int, value: float, plain: bool) -> _
 
 _YEAR_PREPOSITION = re.compile(r"(?:^|\W)(?:in|since|of|from|until|by|by|у|в|з|с|від|до|по|от|із)\s+$", re.IGNORECASE)
 _SENTENCE = re.compile(r"[.!?;](?=\s)|\n")
+# The same matches, written to start with a character set, which ``re`` scans for quickly.
+_SENTENCE_FAST = re.compile(r"[\n.!?;](?:(?<=\n)|(?=\s))")
 _PARAGRAPH = re.compile(r"\n\s*\n")
 
 _LOSS = re.compile(
@@ -406,6 +446,72 @@ _CONTEXT = re.compile(
     rf"(?<!\w)(?=[{_FIRST_LETTERS}])(?:" + "|".join(f"(?P<{name}>{body})" for name, body in _CONTEXT_BODIES) + r")\b"
 )
 _CONTEXT_ANY_CASE = re.compile(_CONTEXT.pattern.replace(f"[{_FIRST_LETTERS}]", r"\w"), re.IGNORECASE)
+
+
+def _literal_prefix(alternative: str) -> str:
+    """The literal text every match of a regex alternative starts with ("" when it has none)."""
+    prefix = []
+    for op, value in _parser.parse(alternative).data:
+        if op is not _parser.LITERAL:
+            break
+        prefix.append(chr(value))
+    return "".join(prefix)
+
+
+# Every context word starts with one of these literal prefixes, so a match of ``_CONTEXT`` can only start
+# where the automaton finds one; ``_CONTEXT`` is tried there (in C the automaton is ~3x faster than
+# ``re`` trying every word start).
+_CONTEXT_PREFIXES = frozenset(_literal_prefix(alt) for _, body in _CONTEXT_BODIES for alt in _split_top(body))
+if "" in _CONTEXT_PREFIXES:
+    raise ValueError("every context word needs a literal prefix")
+# One pass over the lower-cased text finds those prefixes and the number words (without spaces: only those
+# can be whitespace-separated tokens). Value: (prefix length - 1 or None, number word or None).
+_LOWERED_AUTOMATON = ahocorasick.Automaton()
+for _key in sorted(_CONTEXT_PREFIXES | {word for word in _ALL_WORDS if not any(c.isspace() for c in word)}):
+    _LOWERED_AUTOMATON.add_word(
+        _key, (len(_key) - 1 if _key in _CONTEXT_PREFIXES else None, _key if _key in _ALL_WORDS else None)
+    )
+_LOWERED_AUTOMATON.make_automaton()
+
+
+def _scan_lowered(lowered: str) -> tuple[list[int], set[str]]:
+    """``(where a context word can start, the number words that are whitespace-separated tokens)``.
+
+    The second is ``_ALL_WORDS.intersection(lowered.split())``: a word is a token of the split where one
+    of its occurrences has whitespace (or an end of the text) on both sides.
+    """
+    candidates: set[int] = set()
+    tokens: set[str] = set()
+    last = len(lowered) - 1
+    for end, (back, word) in _LOWERED_AUTOMATON.iter(lowered):
+        if back is not None:
+            candidates.add(end - back)
+        if word is not None and word not in tokens:
+            start = end - len(word) + 1
+            if (start == 0 or lowered[start - 1].isspace()) and (end == last or lowered[end + 1].isspace()):
+                tokens.add(word)
+    return sorted(candidates), tokens
+
+
+def _context_matches(lowered: str, candidates: list[int] | None = None) -> list[tuple[int, int, str]]:
+    """``(start, end, category)`` of every ``_CONTEXT`` match in ``lowered``, as ``finditer`` finds them.
+
+    ``candidates``: the first part of ``_scan_lowered(lowered)``, when known.
+    """
+    if candidates is None:
+        candidates = _scan_lowered(lowered)[0]
+    found = []
+    reached = 0
+    for position in candidates:
+        if position < reached:
+            continue
+        match = _CONTEXT.match(lowered, position)
+        if match is not None:
+            reached = match.end()
+            found.append((position, reached, match.lastgroup or ""))
+    return found
+
+
 # What may stand between a casualty word and a bare number ("погибли 3", "were wounded at least 12").
 _CASUALTY_GAP = re.compile(
     r"\s+(?:(?:at least|щонайменше|не менее|не менше|ще|еще|ещё|about|близько|около|понад|более)\s+)?$",
@@ -414,12 +520,24 @@ _CASUALTY_GAP = re.compile(
 _FORWARD_ANY_NOUN = re.compile(r"\s*[^\W\d]")  # any word follows: it is not a bare count
 # The words right after the noun that can qualify it ("500 soldiers killed") end at a clause break.
 _CLAUSE_BREAK = re.compile(r"[,;:()\n]|\s(?:and|but|while|та|і|й|а|але|и|но)\s", re.IGNORECASE)
+# The same matches, written to start with a character set, which ``re`` scans for quickly (only the start
+# of a match is used).
+_CLAUSE_BREAK_FAST = re.compile(r"[,;:()\s](?:(?<=[,;:()\n])|(?:and|but|while|та|і|й|а|але|и|но)\s)", re.IGNORECASE)
 _AFTER_WINDOW = 40
 _DIGIT = re.compile(r"\d")
 
 
 def _noun(match: re.Match[str]) -> tuple[str, str, int, int] | None:
     """(group, unit, start, end) of the lexicon noun a forward/backward match found."""
+    name = match.lastgroup  # the noun group closes last in both regexes (nothing after it is a group)
+    if name is not None and name[0] == "n" and name[1:].isdigit():
+        group, unit, _ = LEXICON[int(name[1:])]
+        return group, unit, match.start(name), match.end(name)
+    return _noun_slow(match)
+
+
+def _noun_slow(match: re.Match[str]) -> tuple[str, str, int, int] | None:
+    """``_noun`` by looking at every group."""
     for name, value in match.groupdict().items():
         if value is not None and name[0] == "n" and name[1:].isdigit():
             group, unit, _ = LEXICON[int(name[1:])]
@@ -430,17 +548,21 @@ def _noun(match: re.Match[str]) -> tuple[str, str, int, int] | None:
 class _Contexts:
     """Every context word of a text (found on first use), looked up by position."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, lowered: str | None = None, candidates: list[int] | None = None) -> None:
         self.text = text
+        self._lowered = lowered
+        self._candidates = candidates  # where context words can start in lowered, when known
         self._starts: list[int] | None = None
         self._ends: list[int] = []
         self._categories: list[str] = []
 
     def _scan(self) -> list[int]:
         if self._starts is None:
-            lowered = self.text.lower()
-            regex, target = (_CONTEXT, lowered) if len(lowered) == len(self.text) else (_CONTEXT_ANY_CASE, self.text)
-            found = [(m.start(), m.end(), m.lastgroup or "") for m in regex.finditer(target)]
+            lowered = self.text.lower() if self._lowered is None else self._lowered
+            if len(lowered) == len(self.text):
+                found = _context_matches(lowered, self._candidates)
+            else:
+                found = [(m.start(), m.end(), m.lastgroup or "") for m in _CONTEXT_ANY_CASE.finditer(self.text)]
             self._starts = [start for start, _, _ in found]
             self._ends = [end for _, end, _ in found]
             self._categories = [category for _, _, category in found]
@@ -473,6 +595,8 @@ def _after_list_dash(text: str, start: int) -> bool:
     if before[-1:] in _LIST_DASHES:
         return bool(before)
     lowered = before.lower()
+    if not lowered.endswith(_APPROX_WORDS):
+        return False
     for word in _APPROX_WORDS:
         if lowered.endswith(word) and not lowered[-len(word) - 1 : -len(word)].isalnum():
             return before[: -len(word)].rstrip()[-1:] in _LIST_DASHES and len(before) > len(word)
@@ -524,19 +648,23 @@ def _kind(group: str, unit: str, context: str | None) -> tuple[str, str] | None:
     return None
 
 
-def extract_quantities(text: str, lang: str | None = None) -> list[Quantity]:
+def extract_quantities(text: str, lang: str | None = None, *, view: MatchView | None = None) -> list[Quantity]:
     """Every claimed count in ``text`` (see the module doc), in text order; spans index ``text``.
 
     ``lang`` (en, uk, ru or None for any) selects the number words and whether "." groups thousands.
+    ``view``: the text's ``MatchView`` when the caller has one (it knows where numbers can start).
     """
     if not text:
         return []
-    numbers = _numbers(text, lang)
+    starts = view.number_starts() if view is not None and (view.text is text or view.text == text) else None
+    lowered = text.lower()
+    scanned = _scan_lowered(lowered) if len(lowered) == len(text) else None
+    numbers = _numbers(text, lang, lowered, starts, scanned[1] if scanned is not None else None)
     if not numbers:
         return []
-    boundaries = [m.end() for m in _SENTENCE.finditer(text)]
+    boundaries = [m.end() for m in _SENTENCE_FAST.finditer(text)]
     paragraphs: list[int] | None = None
-    contexts = _Contexts(text)
+    contexts = _Contexts(text, lowered, scanned[0] if scanned is not None else None)
     found: list[Quantity] = []
     taken_until = -1
     for number in numbers:
@@ -576,9 +704,12 @@ def extract_quantities(text: str, lang: str | None = None) -> list[Quantity]:
         sentence_end = boundaries[following] if following < len(boundaries) else len(text)
         after_from = increment.end() if listed and increment is not None else last
         after_to = min(sentence_end, after_from + _AFTER_WINDOW)
-        clause_break = _CLAUSE_BREAK.search(text, after_from, after_to)
+        clause_break = _CLAUSE_BREAK_FAST.search(text, after_from, after_to)
+        if clause_break is not None:
+            after_to = clause_break.start()
         digit = _DIGIT.search(text, after_from, after_to)
-        after_to = min(m.start() if m else after_to for m in (clause_break, digit))
+        if digit is not None:
+            after_to = digit.start()
         context = contexts.nearest(sentence_start, first, after_from, after_to)
         if listed and context is None:
             # A list item takes its sense from the paragraph: "Загальні бойові втрати противника ...:"

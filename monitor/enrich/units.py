@@ -23,6 +23,11 @@ e.g. motor rifle -> ru, mechanized -> ua) and the type select among the curated 
 number (data/units.yaml); a unique match gives its id and name, otherwise the id is built as
 ``<ua|ru|unit>-<n>[-<spec>]-<type>`` ("unit-" when the side is unknown).
 
+Speed: the grammar is tried only at digits that follow no word character (``enricher.number_starts``,
+shared with the quantities), the street test runs its regex only when a street word can be there, and
+word classes, unit nouns and modifier lists are remembered. The curated names are searched in the
+enricher's shared ``MatchView`` (one automaton pass with the people's names, ``enricher.RuleIndex``).
+
 Overlaps: the longest span wins ("92nd Ivan Sirko Separate Mechanized Brigade" is one unit, not also
 "Ivan Sirko"); an honorific right after its numbered unit ("93-тя бригада "Холодний Яр"") or right after
 its bare number ("93rd Kholodnyi Yar") is merged into one span.
@@ -31,6 +36,7 @@ its bare number ("93rd Kholodnyi Yar") is merged into one span.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -40,6 +46,7 @@ import yaml
 
 from monitor.alerting.matcher import CompiledRules
 from monitor.config import Rule
+from monitor.enrich.enricher import MatchView, number_starts
 from monitor.schema import Unit
 
 __all__ = ["UnitExtractor", "ordinal"]
@@ -80,7 +87,11 @@ _STREET_BEFORE = re.compile(
 )
 _STREET_AFTER = re.compile(r"^\s+(?:street|st\.|avenue|ave\.|road|rd\.|lane|boulevard)\b", re.IGNORECASE)
 _HONORIFIC_NUMBER = re.compile(r"(?<!\d)(\d{1,4})(?:st|nd|rd|th|\s?-\s?[" + _CYR + r"]{1,3})?\s+$", re.IGNORECASE)
-_DIGIT = re.compile(r"\d")
+_SEPARATE_WORD = re.compile(_SEPARATE, re.IGNORECASE)
+_CYR_LETTER = re.compile(f"[{_CYR}]", re.IGNORECASE)
+_WORD_BEFORE = re.compile(r"([\w'-]+)\s+$")
+_WORD_BACKWARDS = re.compile(r"[\w'-]+")  # _WORD_BEFORE's group, matched on the reversed text
+_MEMO = 20_000  # entries in each memo of the extractor's pure helpers (cleared when full)
 _QUOTES = '"«»“”„'
 # Between a numbered unit and its honorific: quotes, "імені"/"named after" and up to three lowercase words
 # ("92-ї бригади імені кошового отамана Івана Сірка").
@@ -97,6 +108,40 @@ def ordinal(number: int) -> str:
 def _phrase(text: str) -> str:
     """A literal phrase as a regex whose spaces and hyphens match any run of them."""
     return r"[\s-]+".join(re.escape(word) for word in re.split(r"[\s-]+", text.strip()))
+
+
+def _top_level(pattern: str) -> list[str]:
+    """The top-level alternatives of a regex (split on "|" outside parentheses and brackets)."""
+    parts: list[str] = []
+    current: list[str] = []
+    depth, in_class, escaped = 0, False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char in "()":
+            depth += 1 if char == "(" else -1
+        elif char == "|" and not depth:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _first_letter_guard(alternatives: list[str]) -> str:
+    """``(?=[letters])`` for the first letters of regex alternatives that each start with a letter (not
+    made optional by a quantifier), else ""."""
+    if not all(alt[:1].isalpha() and alt[1:2] not in ("?", "*", "{") for alt in alternatives):
+        return ""
+    letters = {alternative[0] for alternative in alternatives}
+    return "(?=[" + "".join(sorted(letters)) + "])"
 
 
 def _alternation(items: list[str]) -> str:
@@ -137,6 +182,8 @@ class _Found:
 
 class UnitExtractor:
     """Finds military units in text; build once with ``load()`` and reuse (read-only, thread-safe)."""
+
+    takes_view = True  # extract() accepts the enricher's shared MatchView
 
     def __init__(self, data: dict[str, Any]) -> None:
         self._spec_en: dict[str, str] = {}
@@ -193,13 +240,19 @@ class UnitExtractor:
         )
         self._modifier = re.compile(rf"(?:{modifiers})(?![\w])", re.IGNORECASE)
         self._noun_types = [(t, re.compile(rf"(?:{p})$", re.IGNORECASE)) for t, p in TYPE_NOUNS.items()]
+        # The abbreviation and noun alternations are long and, ignoring case, ``re`` tries each alternative
+        # in turn: a lookahead for the letters they can start with (ignoring case too) rules most words out
+        # at once. A lookahead only restates what the alternation needs, so the matches are the same.
+        abbr_guard = _first_letter_guard([_phrase(k) for k in data["abbreviations"]])
+        noun_guard = _first_letter_guard([alt for pattern in TYPE_NOUNS.values() for alt in _top_level(pattern)])
         self._grammar = re.compile(
             rf"(?<![\w.,:/+\-№#])(?P<chain>{_ORD}(?:{_JOIN}{_ORD})*)"
-            rf"(?:\s*(?P<abbr>{abbrevs})(?![\w])"
-            rf"|\s+(?P<mods>(?:(?:{modifiers})(?![\w])[\s-]+){{0,5}})(?P<noun>{nouns})(?![\w]))"
+            rf"(?:\s*{abbr_guard}(?P<abbr>{abbrevs})(?![\w])"
+            rf"|\s+(?P<mods>(?:(?:{modifiers})(?![\w])[\s-]+){{0,5}}){noun_guard}(?P<noun>{nouns})(?![\w]))"
             rf"(?:\s+(?P<trail>{trailing})(?![\w]))?",
             re.IGNORECASE,
         )
+        self._guards = (abbr_guard, noun_guard)  # (for tests: the grammar without them is the plain one)
 
         rules: list[Rule] = []
         self._meta: dict[str, _NameMeta] = {}
@@ -219,6 +272,14 @@ class UnitExtractor:
                 not_after=[re.compile(p, re.IGNORECASE) for p in entry.get("not_after", [])],
             )
         self._names = CompiledRules(rules)
+        self._classified: dict[str, tuple[str | None, str | None]] = {}  # _classify's memo
+        self._nouns: dict[str, tuple[str, bool, bool]] = {}  # _noun's memo
+        self._mods: dict[str, tuple[str, ...]] = {}  # _mod_words' memo
+
+    @property
+    def name_rules(self) -> CompiledRules:
+        """The curated names (formations, honorifics) as alerting rules, one per unit."""
+        return self._names
 
     @staticmethod
     def _key(phrase: str) -> str:
@@ -239,12 +300,17 @@ class UnitExtractor:
 
     # ------------------------------------------------------------------------------------------ extract
 
-    def extract(self, text: str) -> list[Unit]:
-        """Every unit named in ``text``, in text order; ``text[start:end]`` is the mention."""
+    def extract(self, text: str, *, view: MatchView | None = None) -> list[Unit]:
+        """Every unit named in ``text``, in text order; ``text[start:end]`` is the mention.
+
+        ``view``: the text's ``MatchView`` when the caller has one (the enricher shares it).
+        """
         if not text:
             return []
-        found = self._numbered(text) if _DIGIT.search(text) else []
-        found += self._named(text)
+        view = MatchView.of(text, view)
+        starts = view.number_starts()
+        found = self._numbered(text, starts) if starts else []
+        found += self._named(text, view)
         if not found:
             return []
         found.sort(key=lambda f: (f.start, -(f.end - f.start)))
@@ -281,11 +347,29 @@ class UnitExtractor:
                 item.end += 1
         return [Unit(id=f.id, name=f.name, start=f.start, end=f.end) for f in merged]
 
-    def _numbered(self, text: str) -> list[_Found]:
+    def _grammar_matches(self, text: str, starts: list[int] | None = None) -> Iterator[re.Match[str]]:
+        """``self._grammar.finditer(text)``, tried only where a number can start.
+
+        A match starts with a digit that no word character (nor ``.,:/+-№#``) precedes, so only the
+        positions of ``enricher.number_starts`` (or ``starts``, the same) are tried, each no earlier than
+        the last match's end: ``re`` finds digits with a fast character scan, while the grammar itself has
+        no literal prefix and would be tried at every position.
+        """
+        end = 0
+        grammar = self._grammar
+        for position in number_starts(text) if starts is None else starts:
+            if position < end:
+                continue
+            match = grammar.match(text, position)
+            if match is not None:
+                end = match.end()
+                yield match
+
+    def _numbered(self, text: str, starts: list[int] | None = None) -> list[_Found]:
         out: list[_Found] = []
-        for match in self._grammar.finditer(text):
+        for match in self._grammar_matches(text, starts):
             start = match.start()
-            if _STREET_BEFORE.search(text, max(0, start - 40), start) or _STREET_AFTER.match(text, match.end()):
+            if _street_before(text, start) or _STREET_AFTER.match(text, match.end()):
                 continue
             numbers = [(m.start(), m.end(), int(m.group(1)), m.group(2)) for m in _ORD_PARTS.finditer(match["chain"])]
             abbr = self._abbrevs.get(self._key(match["abbr"])) if match["abbr"] else None
@@ -301,9 +385,8 @@ class UnitExtractor:
                     continue
             else:
                 noun = match["noun"]
-                unit_type = next(t for t, regex in self._noun_types if regex.match(noun))
-                plural = _PLURAL_NOUN.match(noun) is not None
-                mods = [m.group() for m in self._modifier.finditer(match["mods"] or "")]
+                unit_type, plural, nominative = self._noun(noun)
+                mods = self._mod_words(match["mods"] or "")
                 for word in mods:
                     word_spec, word_country = self._classify(word)
                     spec = spec or word_spec
@@ -311,10 +394,9 @@ class UnitExtractor:
                 trail_spec = self._trailing.get(self._key(match["trail"]), (None, None))[0] if match["trail"] else None
                 if any(suffix is None for *_, suffix in numbers):
                     # A bare number: a unit only when the words say "one unit of a kind" (see the module doc).
-                    has_spec = any(self._classify(w)[0] or re.fullmatch(_SEPARATE, w, re.I) for w in mods)
-                    cyr_mods = [w for w in mods if re.search(f"[{_CYR}]", w, re.I)]
+                    has_spec = any(self._classify(w)[0] or _SEPARATE_WORD.fullmatch(w) for w in mods)
+                    cyr_mods = [w for w in mods if _CYR_LETTER.search(w)]
                     singular = not plural and not (cyr_mods and _PLURAL_ADJ.search(cyr_mods[0]))
-                    nominative = self._key(noun) in _NOMINATIVE
                     if (
                         len(numbers) > 1
                         or not singular
@@ -336,8 +418,36 @@ class UnitExtractor:
                 out.append(_Found(base + a, match.end() if last else base + b, unit_id, name, True, number))
         return out
 
+    def _noun(self, noun: str) -> tuple[str, bool, bool]:
+        """``(unit type, plural, nominative singular)`` of a unit noun as written (remembered)."""
+        known = self._nouns.get(noun)
+        if known is None:
+            if len(self._nouns) >= _MEMO:
+                self._nouns.clear()
+            unit_type = next(t for t, regex in self._noun_types if regex.match(noun))
+            plural = _PLURAL_NOUN.match(noun) is not None
+            known = self._nouns[noun] = (unit_type, plural, self._key(noun) in _NOMINATIVE)
+        return known
+
+    def _mod_words(self, mods: str) -> list[str]:
+        """The modifier words of a grammar match's ``mods`` group (remembered)."""
+        known = self._mods.get(mods)
+        if known is None:
+            if len(self._mods) >= _MEMO:
+                self._mods.clear()
+            known = self._mods[mods] = tuple(m.group() for m in self._modifier.finditer(mods))
+        return list(known)
+
     def _classify(self, word: str) -> tuple[str | None, str | None]:
-        """(spec, country) a modifier word stands for."""
+        """(spec, country) a modifier word stands for (remembered: a handful of words recur)."""
+        known = self._classified.get(word)
+        if known is None:
+            if len(self._classified) >= _MEMO:
+                self._classified.clear()
+            known = self._classified[word] = self._classify_word(word)
+        return known
+
+    def _classify_word(self, word: str) -> tuple[str | None, str | None]:
         low = self._key(word)
         if low in self._spec_en:
             return self._spec_en[low], None
@@ -353,8 +463,8 @@ class UnitExtractor:
 
     def _country_before(self, text: str, start: int) -> str | None:
         """The side named by the word right before the number ("Ukrainian 92nd brigade", "російська 200-та")."""
-        before = re.search(r"([\w'-]+)\s+$", text[max(0, start - 30) : start])
-        return self._classify(before.group(1))[1] if before else None
+        word = _word_before(text[max(0, start - 30) : start])
+        return self._classify(word)[1] if word is not None else None
 
     def _resolve(
         self, number: int, unit_type: str, spec: str | None, country: str | None, guess: str | None
@@ -374,9 +484,9 @@ class UnitExtractor:
         name = " ".join(part for part in (ordinal(number), title, unit_type.capitalize()) if part)
         return f"{side or 'unit'}-{slug}", name
 
-    def _named(self, text: str) -> list[_Found]:
+    def _named(self, text: str, view: MatchView | None = None) -> list[_Found]:
         out: list[_Found] = []
-        for rule_match in self._names.match(text):
+        for rule_match in MatchView.of(text, view).match(self._names):
             meta = self._meta[rule_match.rule.name]
             for hit in rule_match.hits:
                 surface = text[hit.start : hit.end]
@@ -391,6 +501,33 @@ class UnitExtractor:
                     continue
                 out.append(_Found(hit.start, hit.end, meta.id, meta.name, False, meta.number))
         return out
+
+
+def _word_before(window: str) -> str | None:
+    """``_WORD_BEFORE.search(window).group(1)`` (or None): the run of word characters, apostrophes and
+    hyphens right before the window's trailing whitespace, read backwards with one ``match``."""
+    stripped = window.rstrip()  # str.isspace() is what \s matches
+    if len(stripped) == len(window):
+        return None
+    found = _WORD_BACKWARDS.match(stripped[::-1])
+    return None if found is None else stripped[len(stripped) - found.end() :]
+
+
+# Every street word of _STREET_BEFORE contains one of these (case-folded; see _street_before).
+_STREET_HINTS = ("ул", "пр", "street", "avenue")
+
+
+def _street_before(text: str, start: int) -> bool:
+    """Whether a street word stands up to four words before ``start`` ("вул. Героїв 93-ї бригади").
+
+    ``_STREET_BEFORE`` is tried only when the window has one of ``_STREET_HINTS``: each of its letters
+    matches (ignoring case, as ``re`` does) only characters that case-fold to it.
+    """
+    window_start = max(0, start - 40)
+    window = text[window_start:start].casefold()
+    if "ул" not in window and "пр" not in window and "street" not in window and "avenue" not in window:
+        return False  # none of _STREET_HINTS
+    return _STREET_BEFORE.search(text, window_start, start) is not None
 
 
 @cache
