@@ -109,6 +109,7 @@ LYMAN = P("Lyman", 48.989, 37.803)
 KREMINNA = P("Kreminna", 49.048, 38.218)
 SVATOVE = P("Svatove", 49.410, 38.150)
 KUPIANSK = P("Kupiansk", 49.710, 37.616)
+KAMIANSKE = P("Kamianske", 48.512, 34.613)
 SYNKIVKA = P("Synkivka", 49.760, 37.650)
 IZIUM = P("Izium", 49.210, 37.256)
 BALAKLIIA = P("Balakliia", 49.462, 36.860)
@@ -251,10 +252,12 @@ ROWS: list[Row] = [
         places=(KUPIANSK,),
         units=("ua-3-assault-brigade", "ua-92-mechanized-brigade"),
         quantities=(("losses", 5, "tanks"),),
-        xfail="Ukrainian names with an apostrophe (Куп'янськ, Слов'янськ, Кам'янське) are never found: the "
-        "common_words list holds their apostrophe-split forms ('куп янськ', 'слов янськ', made of dictionary "
-        "fragments), so they need capitals, and the capitalization check also splits at the apostrophe and sees "
-        "the lower-case part after it",
+    ),
+    Row(
+        "uk-apostrophe-names",
+        "uk",
+        "Росіяни обстріляли Слов'янськ і Кам'янське, а біля Куп'янська тривають бої.",
+        places=(SLOVIANSK, KAMIANSKE, KUPIANSK),
     ),
     Row(
         "uk-syrskyi-avdiivka",
@@ -370,9 +373,6 @@ ROWS: list[Row] = [
             ("losses", 5, "afv"),
             ("losses", 12, "artillery_systems"),
         ),
-        xfail="the afv lexicon has 'бойов~ бронирован~ машин~' (Ukrainian adjective) but not the Russian "
-        "'боев~ бронированн~ машин~', and 'боевых' is no filler: the Russian MoD's '5 боевых бронированных "
-        "машин' is missed",
     ),
     Row(
         "ru-gladkov-belgorod",

@@ -683,6 +683,9 @@ def _original(segments: list[tuple[int, int]], offset: int) -> int:
     return original_start + offset - clean_start
 
 
+_SPAN_WORDS = re.compile(r"[\w'’ʼ]+")
+
+
 def _position(text: str, start: int, stop: int) -> tuple[bool, bool]:
     """``(every word title-cased, at a weak position)`` for a mention of a common-word name.
 
@@ -690,7 +693,8 @@ def _position(text: str, start: int, stop: int) -> tuple[bool, bool]:
     ("с.", "village", "біля") comes right before.
     """
     span = text[start:stop]
-    words = [w for w in WORD.findall(span) if len(w) >= 3] or [span]
+    # Words split at spaces and hyphens only: an apostrophe is inside a word (Куп'янськ, Слов'янськ).
+    words = [w for w in _SPAN_WORDS.findall(span) if len(w) >= 3] or [span]
     titled = all(w[0].isupper() for w in words)
     if not titled:
         return False, False

@@ -101,7 +101,8 @@ LEXICON: list[tuple[str, str, list[str]]] = [
         r"armou?red (?:combat|personnel|fighting) vehicles?", r"combat armou?red (?:vehicles|machines)",
         r"armou?red vehicles?", r"infantry fighting vehicles?", r"armou?red personnel carriers?",
         r"apcs?", r"apvs?", r"afvs?", r"acvs?", r"ifvs?", r"bmps?", r"btrs?",
-        r"бойов~ броньован~ машин~", r"бойов~ бронирован~ машин~", r"броньован~ машин~", r"бронирован~ машин~",
+        r"бойов~ броньован~ машин~", r"бойов~ бронирован~ машин~", r"боев~ бронированн~ машин~",
+        r"броньован~ машин~", r"бронирован~ машин~",
         r"бронетехн~", r"бронемашин~", r"ббм", r"бмп", r"бтр",
     ]),
     ("equipment", "vehicles", [
