@@ -412,6 +412,7 @@ def main() -> None:
     )
     parser.add_argument("--no-aof", action="store_true", help="turn the embedded server's AOF off (to see its cost)")
     parser.add_argument("--batch", type=int, default=200, help="redis.consumer.batch_size for every worker")
+    parser.add_argument("--enrich", action="store_true", help="entities and story clusters in the normalizer")
     args = parser.parse_args()
 
     async def run() -> None:
@@ -426,7 +427,9 @@ def main() -> None:
                 aof = "AOF off" if args.no_aof else "AOF everysec"
                 print(f"redis: {server.binary or 'auto'} at {url} ({aof}); cores: {os.cpu_count()}")
                 ceiling = await redis_ceiling(url, args.items)
-                tp = await throughput_phase(url, args.items, args.normalizers, args.batch, args.watched_share)
+                tp = await throughput_phase(
+                    url, args.items, args.normalizers, args.batch, args.watched_share, enrich=args.enrich
+                )
                 lat = await latency_phase(url, args.rate, args.seconds, args.normalizers, args.batch)
                 redis_peak = peak_rss_kib(server.process.pid) if server.process else 0
             finally:
