@@ -36,6 +36,7 @@ from monitor.enrich.geo import haversine_km
 from monitor.enrich.people import PeopleExtractor
 from monitor.enrich.places import PlaceExtractor
 from monitor.enrich.quantities import extract_quantities
+from monitor.enrich.regex_parts import top_level_alternatives
 from monitor.enrich.units import UnitExtractor
 from monitor.normalize.normalizer import Normalizer
 from monitor.schema import Place
@@ -708,7 +709,7 @@ def test_street_hints_cover_every_spelling() -> None:
         for char in re.findall(re.escape(letter), everything, re.IGNORECASE):
             assert char.casefold() == letter, (letter, hex(ord(char)))
     head = units_module._STREET_BEFORE.pattern[len("(?:") :]
-    alternatives = quantities_module._split_top(head[: quantities_module._closing_paren("(" + head)])
+    alternatives = top_level_alternatives(head[: quantities_module._closing_paren("(" + head)])
     for alternative in alternatives:
         plain = alternative.replace("\\", "").replace("[" + units_module._CYR + "]*", "")
         assert any(hint in plain for hint in units_module._STREET_HINTS), alternative
@@ -836,7 +837,7 @@ def test_context_prefixes_start_every_context_word() -> None:
     """Each context alternative begins with its literal prefix (so the automaton finds every match start)."""
     q = quantities_module
     for _, body in q._CONTEXT_BODIES:
-        for alternative in q._split_top(body):
+        for alternative in top_level_alternatives(body):
             prefix = q._literal_prefix(alternative)
             assert prefix and prefix in q._CONTEXT_PREFIXES
             regex = re.compile(alternative)

@@ -53,6 +53,7 @@ from typing import NamedTuple
 import ahocorasick
 
 from monitor.enrich.enricher import MatchView, number_starts
+from monitor.enrich.regex_parts import top_level_alternatives
 from monitor.schema import Quantity
 
 __all__ = ["extract_quantities"]
@@ -188,33 +189,6 @@ LEXICON: list[tuple[str, str, list[str]]] = [
 _ENDING = "[а-яіїєґё']*"
 
 
-def _split_top(pattern: str) -> list[str]:
-    """The top-level alternatives of a regex (split on "|" outside parentheses and brackets)."""
-    parts: list[str] = []
-    current: list[str] = []
-    depth, in_class, escaped = 0, False, False
-    for char in pattern:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "|" and depth == 0:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    parts.append("".join(current))
-    return parts
-
-
 def _closing_paren(pattern: str) -> int:
     """The index of the ")" that closes the "(" at index 0."""
     depth = 0
@@ -237,7 +211,7 @@ def _first_letters(alternative: str) -> set[str] | None:
         close = _closing_paren(alternative)
         inner, rest = alternative[3:close], alternative[close + 1 :]
         found: set[str] = set()
-        for part in _split_top(inner):
+        for part in top_level_alternatives(inner):
             letters = _first_letters(part)
             if letters is None:
                 return None
@@ -462,7 +436,9 @@ def _literal_prefix(alternative: str) -> str:
 # Every context word starts with one of these literal prefixes, so a match of ``_CONTEXT`` can only start
 # where the automaton finds one; ``_CONTEXT`` is tried there (in C the automaton is ~3x faster than
 # ``re`` trying every word start).
-_CONTEXT_PREFIXES = frozenset(_literal_prefix(alt) for _, body in _CONTEXT_BODIES for alt in _split_top(body))
+_CONTEXT_PREFIXES = frozenset(
+    _literal_prefix(alt) for _, body in _CONTEXT_BODIES for alt in top_level_alternatives(body)
+)
 if "" in _CONTEXT_PREFIXES:
     raise ValueError("every context word needs a literal prefix")
 # One pass over the lower-cased text finds those prefixes and the number words (without spaces: only those

@@ -47,6 +47,7 @@ import yaml
 from monitor.alerting.matcher import CompiledRules
 from monitor.config import Rule
 from monitor.enrich.enricher import MatchView, number_starts
+from monitor.enrich.regex_parts import top_level_alternatives
 from monitor.schema import Unit
 
 __all__ = ["UnitExtractor", "ordinal"]
@@ -108,31 +109,6 @@ def ordinal(number: int) -> str:
 def _phrase(text: str) -> str:
     """A literal phrase as a regex whose spaces and hyphens match any run of them."""
     return r"[\s-]+".join(re.escape(word) for word in re.split(r"[\s-]+", text.strip()))
-
-
-def _top_level(pattern: str) -> list[str]:
-    """The top-level alternatives of a regex (split on "|" outside parentheses and brackets)."""
-    parts: list[str] = []
-    current: list[str] = []
-    depth, in_class, escaped = 0, False, False
-    for char in pattern:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char in "()":
-            depth += 1 if char == "(" else -1
-        elif char == "|" and not depth:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    parts.append("".join(current))
-    return parts
 
 
 def _first_letter_guard(alternatives: list[str]) -> str:
@@ -244,7 +220,9 @@ class UnitExtractor:
         # in turn: a lookahead for the letters they can start with (ignoring case too) rules most words out
         # at once. A lookahead only restates what the alternation needs, so the matches are the same.
         abbr_guard = _first_letter_guard([_phrase(k) for k in data["abbreviations"]])
-        noun_guard = _first_letter_guard([alt for pattern in TYPE_NOUNS.values() for alt in _top_level(pattern)])
+        noun_guard = _first_letter_guard(
+            [alt for pattern in TYPE_NOUNS.values() for alt in top_level_alternatives(pattern)]
+        )
         self._grammar = re.compile(
             rf"(?<![\w.,:/+\-№#])(?P<chain>{_ORD}(?:{_JOIN}{_ORD})*)"
             rf"(?:\s*{abbr_guard}(?P<abbr>{abbrevs})(?![\w])"
