@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from monitor.config import Rule
+from monitor.enrich.geo import haversine_km
 from monitor.errors import ConfigError
 from monitor.schema import Item, MatchedTerm
 
@@ -88,8 +89,6 @@ class EntityConditions:
 
     def check(self, item: Item) -> list[MatchedTerm] | None:
         """The matched terms when every entity condition holds, else None."""
-        from monitor.enrich.geo import haversine_km  # noqa: PLC0415 - only rules with within_km need it
-
         rule = self.rule
         entities = item.entities
         hits: list[MatchedTerm] = []
