@@ -247,6 +247,41 @@ def test_channel_areas_are_learned_as_before(enricher: Enricher, corpus: list[tu
     assert fast._areas == slow._areas
 
 
+def test_enrich_many_equals_enrich_item_by_item(enricher: Enricher, corpus: list[tuple[str, str | None]]) -> None:
+    """A batch enriched extractor by extractor gives each text what ``enrich`` gives it, areas included."""
+    batched = Enricher(enricher.places, enricher.units, enricher.people)
+    single = Enricher(enricher.places, enricher.units, enricher.people)
+    sample = corpus[:900]
+    channels = [f"c{n % 4}" for n in range(len(sample))]
+    got: list[Any] = []
+    for start in range(0, len(sample), 200):
+        chunk = sample[start : start + 200]
+        got += batched.enrich_many([t for t, _ in chunk], [lang for _, lang in chunk], channels[start : start + 200])
+    want = [
+        single.enrich(text, lang=lang, channel=channel) for (text, lang), channel in zip(sample, channels, strict=True)
+    ]
+    assert got == want
+    assert batched._areas == single._areas
+
+
+def test_enrich_many_keeps_one_texts_error_to_itself(enricher: Enricher) -> None:
+    """An extractor failing on one text of a batch fails that text alone; the others get their entities."""
+    texts = ["92-га ОМБр під Бахмутом", "boom: Kupiansk", "знищено 5 танків під Авдіївкою"]
+    original = enricher.units.extract
+
+    def failing(text: str, **kwargs: Any) -> Any:
+        if text.startswith("boom"):
+            raise ValueError("unit grammar broke")
+        return original(text, **kwargs)
+
+    with mock.patch.object(enricher.units, "extract", failing):
+        results = enricher.enrich_many(texts, ["uk", "en", "uk"], [None, None, None])
+    assert isinstance(results[1], ValueError)
+    assert results[0] == enricher.enrich(texts[0], lang="uk")
+    assert results[2] == enricher.enrich(texts[2], lang="uk")
+    assert results[0].units and results[2].quantities  # type: ignore[union-attr]
+
+
 def test_a_view_of_another_text_is_not_used(enricher: Enricher) -> None:
     """Extractors given a view built from a different text build their own."""
     text, other = "92-га ОМБр під Бахмутом, знищено 5 танків, Сирський", "Kupiansk"

