@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -26,6 +27,26 @@ class ClusterIndex(Protocol):
     """The story-cluster index (``monitor.enrich.clusters.StoryClusters``)."""
 
     async def assign_many(self, items: Sequence[Item]) -> Sequence[ClusterResultLike]: ...
+
+
+# Items per cluster-assignment call while the next chunk is normalized (see NormalizerStage._normalize).
+CLUSTER_CHUNK = 100
+# Event-loop turns given to the cluster task at each hand-over. A reply takes a few (the transport
+# reads it, the reader wakes the task, the task runs on to its next request); 3 left about half of the
+# wait in place in the benchmark, 10 nearly all of it, and a turn with nothing to do costs microseconds.
+LET_RUN = 10
+
+
+def _assign(items: Sequence[Item], clusters: Sequence[ClusterResultLike]) -> None:
+    for item, cluster in zip(items, clusters, strict=True):
+        item.cluster_id = cluster.cluster_id
+
+
+async def _let_run() -> None:
+    """Yield to the event loop ``LET_RUN`` times: a task in flight takes a reply that has arrived and
+    sends its next request."""
+    for _ in range(LET_RUN):
+        await asyncio.sleep(0)
 
 
 class NormalizerStage:
@@ -61,18 +82,13 @@ class NormalizerStage:
             except Exception as exc:  # noqa: BLE001 - every failure is recorded per entry, never lost
                 decoded.append(exc)
         raws = [raw for raw in decoded if isinstance(raw, RawItem)]
-        done = iter(self.normalizer.normalize_many(raws))
+        done = iter(await self._normalize(raws))
         normalized: list[Item | BaseException] = [next(done) if isinstance(raw, RawItem) else raw for raw in decoded]
         if entries:  # the batch is normalized as a whole: each item is recorded with its share of the time
             share = (time.perf_counter() - started) / len(entries)
             observe = self._seconds.observe
             for _ in entries:
                 observe(share)
-        items = [item for item in normalized if isinstance(item, Item)]
-        if self.clusters is not None and items:
-            # One batch of pipelined calls for all items; a Redis error fails the batch (retried).
-            for item, cluster in zip(items, await self.clusters.assign_many(items), strict=True):
-                item.cluster_id = cluster.cluster_id
         results: list[Outcome | BaseException] = []
         last_seen: dict[str, bytes] = {}
         last_outcome: Outcome | None = None
@@ -90,6 +106,39 @@ class NormalizerStage:
             )
         if last_outcome is not None:  # one HSET for the batch, written in the same pipeline as the items
             last_outcome.extra = self._record_last_seen(last_seen)
+        return results
+
+    async def _normalize(self, raws: Sequence[RawItem]) -> list[Item | Exception]:
+        """The Items (or errors) of ``raws``, each Item with its cluster when clustering is on.
+
+        With clustering, the batch goes in chunks and each chunk's two cluster round trips (lookup, then
+        commit; Lua scripts that keep Redis busy for a while) are left running while the next chunk is
+        cleaned and then enriched, instead of the normalizer waiting on them. A chunk's clusters are
+        assigned only after the previous chunk's are committed, so later items still see earlier ones.
+        A Redis error fails the batch (it is retried), as it did when the batch went in one call.
+        """
+        clusters = self.clusters
+        if clusters is None:
+            return self.normalizer.normalize_many(raws)
+        results: list[Item | Exception] = []
+        in_flight: asyncio.Future[Sequence[ClusterResultLike]] | None = None
+        flying: list[Item] = []
+        try:
+            for start in range(0, len(raws), CLUSTER_CHUNK):
+                chunk = self.normalizer.normalize_many(raws[start : start + CLUSTER_CHUNK], enrich=False)
+                await _let_run()  # the previous chunk's lookup reply is planned on and its commit sent
+                self.normalizer.enrich_items(chunk)
+                if in_flight is not None:
+                    _assign(flying, await in_flight)
+                flying = [item for item in chunk if isinstance(item, Item)]
+                in_flight = asyncio.ensure_future(clusters.assign_many(flying)) if flying else None
+                await _let_run()  # the chunk's signatures are computed and its lookup sent
+                results += chunk
+            if in_flight is not None:
+                _assign(flying, await in_flight)
+        finally:
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()
         return results
 
     def _record_last_seen(self, records: dict[str, bytes]) -> Callable[[Pipeline], None]:
