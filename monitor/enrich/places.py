@@ -242,7 +242,9 @@ class PlaceExtractor:
             return []
         resolved = self._resolve(mentions, area)
         places = []
-        made: dict[int, Place] = {}  # id(resolution) -> its first Place: the others are copies with their span
+        # id(resolution) -> its first Place: the others are copies with their span, sharing its candidates
+        # (their own list, the same PlaceCandidate values: nothing changes a candidate once made)
+        made: dict[int, Place] = {}
         for mention in mentions:
             resolution = resolved.get(mention.candidates)
             if resolution is None:
@@ -254,8 +256,7 @@ class PlaceExtractor:
             if first is None:
                 place = made[id(resolution)] = self._place(resolution, start, end)
             else:
-                candidates = [replace(candidate) for candidate in first.candidates] if first.candidates else []
-                place = replace(first, start=start, end=end, candidates=candidates)
+                place = replace(first, start=start, end=end, candidates=first.candidates.copy())
             places.append(place)
         return places
 
