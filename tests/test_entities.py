@@ -39,7 +39,8 @@ from monitor.schema import Entities, Place
 COORD_KM = 5.0
 SEED_ANNOTATIONS = Path(__file__).with_name("fixtures") / "seed_places.yaml"
 
-# Minimum place precision/recall. Measured when written: table 0.970 / 0.951 (98/101, 98/103); seeds
+# Minimum place precision/recall. Measured when written: table 0.970 / 0.951 (98/101, 98/103; now
+# 0.981 / 0.981, 104/106 of 68 rows); seeds
 # 0.848 / 0.903 distinct (28/33, 28/31) and 0.920 / 0.899 by mention (80/87, 80/89). The table minimums
 # leave room for about four wrong or missed places out of ~100, so one new miss passes but a regression
 # in a family of names (a case form, a transliteration, a rule) fails; the seeds' are lower, five English
@@ -352,8 +353,6 @@ ROWS: list[Row] = [
         "Подразделения 3-й мотострелковой дивизии ведут бои за Кременную.",
         places=(KREMINNA,),
         units=("ru-3-motor-rifle-division",),
-        xfail="Russian one-word adjectival names lack their accusative: inflect_ru declines Кременная as a noun "
-        "(кременнаю ...), so 'за Кременную' is not found (Кременной comes only from GeoNames' own names)",
     ),
     Row(
         "ru-andreevka-artemovsk",
@@ -489,9 +488,6 @@ ROWS: list[Row] = [
         "ru",
         "Минобороны России заявило о взятии Великой Новоселки.",
         places=(VELYKA_NOVOSILKA,),
-        xfail="the gazetteer's Russian name for Velyka Novosilka is the historic Велика Янисоль, so 'Великой "
-        "Новоселки' is not found and its second word alone matches Novosilky (Kyiv oblast, 540 km away): a wrong "
-        "place, not just a miss",
     ),
     Row(
         "ru-155th-vuhledar",

@@ -145,7 +145,10 @@ def test_english_words_get_no_candidates() -> None:
      ("росія", inflect_uk, {"росії", "росію", "росією"}),
      ("авдеевка", inflect_ru, {"авдеевки", "авдеевке", "авдеевкой"}),
      ("россия", inflect_ru, {"россии", "россию", "россией"}),
-     ("киев", inflect_ru, {"киева", "киеве", "киевом"})],
+     ("киев", inflect_ru, {"киева", "киеве", "киевом"}),
+     ("кременная", inflect_ru, {"кременной", "кременную", "кременною"}),
+     ("великая", inflect_ru, {"великой", "великую"}),
+     ("верхняя", inflect_ru, {"верхней", "верхнюю"})],
 )  # fmt: skip
 def test_inflection_models(word: str, model: object, expected: set[str]) -> None:
     """The suffix models produce the expected case forms and include the word itself."""
@@ -153,6 +156,13 @@ def test_inflection_models(word: str, model: object, expected: set[str]) -> None
     forms = model(word)
     assert word in forms
     assert expected <= forms
+
+
+def test_ru_feminine_adjectives_are_not_declined_as_nouns() -> None:
+    """Russian -ая/-яя words get adjective endings, not the noun ones ("кременнаю", "верхняю")."""
+    assert not {"кременнаю", "кременнае", "кременнаям"} & inflect_ru("кременная")
+    assert not {"верхняю", "верхняям"} & inflect_ru("верхняя")
+    assert {"армии", "армию"} <= inflect_ru("армия")  # -ия stays a noun
 
 
 def test_phrase_inflects_each_word() -> None:

@@ -428,6 +428,11 @@ def _inflect_ru_list(word: str) -> list[str]:
     forms: list[str] = [w]
     if w.endswith("ия"):
         forms += _with(w[:-2], "ии ию ией иею")
+    elif w.endswith("ая") and len(w) >= 5:
+        # A feminine adjective (Кременная, Великая in Великая Новоселка): declined as one, not as a noun.
+        forms += _with(w[:-2], "ой ую ою")
+    elif w.endswith("яя") and len(w) >= 5:
+        forms += _with(w[:-2], "ей юю ею")  # Верхняя
     elif last == "я":
         forms += _with(stem, "и е ю ей ею ям ях")
     elif last == "а":
