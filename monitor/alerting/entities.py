@@ -21,11 +21,14 @@ from monitor.schema import Item, MatchedTerm
 
 
 class GazetteerEntry(Protocol):
-    """What rule compilation needs to know of a gazetteer place."""
+    """What rule compilation needs to know of a gazetteer place (read-only: the entries are frozen)."""
 
-    id: str
-    lat: float
-    lon: float
+    @property
+    def id(self) -> str: ...
+    @property
+    def lat(self) -> float: ...
+    @property
+    def lon(self) -> float: ...
 
 
 class PlaceIndex(Protocol):

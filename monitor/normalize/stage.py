@@ -20,7 +20,8 @@ _last_seen_encoder = msgspec.json.Encoder()
 
 
 class ClusterResultLike(Protocol):
-    cluster_id: str
+    @property
+    def cluster_id(self) -> str: ...
 
 
 class ClusterIndex(Protocol):
