@@ -670,9 +670,13 @@ def _apply_places(drafts: dict[str, _Draft], extra: Extra) -> None:
                 setattr(draft, key, pattern)
 
 
-_UK_OBLAST_NOUNS = ("область", "області", "областю", "обл")
-_RU_OBLAST_NOUNS = ("область", "области", "областью", "обл")
+# Singular and plural ("Харківської та Сумської областей", "the Bryansk and Kursk regions": the plural
+# names the last of a list; places.py gives the others their oblast).
+_UK_OBLAST_NOUNS = ("область", "області", "областю", "обл", "областей", "областях", "областям")
+_RU_OBLAST_NOUNS = ("область", "области", "областью", "обл", "областей", "областях", "областям")
 _EN_OBLAST_NOUNS = ("oblast", "region", "province")
+_EN_OBLAST_PLURALS = ("oblasts", "regions", "provinces")
+OBLAST_NOUNS = frozenset(_UK_OBLAST_NOUNS + _RU_OBLAST_NOUNS + _EN_OBLAST_NOUNS + _EN_OBLAST_PLURALS)
 
 
 def _apply_oblasts(drafts: dict[str, _Draft], extra: Extra) -> None:
@@ -698,7 +702,7 @@ def _apply_oblasts(drafts: dict[str, _Draft], extra: Extra) -> None:
             phrases: list[str] = []
             for stem in _as_list(spec.get("en")):
                 # "Donetsk region", "Donetsk Oblast", "the region of Donetsk"
-                phrases += [f"{fold_term(stem)} {noun}" for noun in _EN_OBLAST_NOUNS]
+                phrases += [f"{fold_term(stem)} {noun}" for noun in _EN_OBLAST_NOUNS + _EN_OBLAST_PLURALS]
                 phrases += [f"{noun} of {fold_term(stem)}" for noun in _EN_OBLAST_NOUNS]
             for adjective in _as_list(spec.get("uk")):
                 folded = fold_term(adjective)

@@ -76,6 +76,7 @@ from monitor.enrich.gazetteer import (
     FREQUENT,
     FRONT_ADMIN1,
     GIVEN,
+    OBLAST_NOUNS,
     Gazetteer,
     GazetteerEntry,
     load_gazetteer,
@@ -143,6 +144,15 @@ class _Resolution:
     ranked: list[int]  # every candidate, best first
 
 
+# A word joined by a comma or a conjunction to what follows, at the end of a stretch of text.
+_COORDINATED = re.compile(
+    r"(?<![\w'’-])(?P<name>\w[\w'’-]*)(?:\s*,\s*|\s+(?:and|or|&|та|і|й|и|або|или)\s+)$",
+    re.IGNORECASE,
+)
+_LAST_WORD = re.compile(r"\w+$")
+_EN_SINGULAR_NOUNS = frozenset({"oblast", "region", "province"})
+
+
 class PlaceExtractor:
     """Finds gazetteer places in text. One instance serves every thread: after construction only its memos
     of pure values (pattern shapes, priors, distances) change, one dict operation at a time."""
@@ -177,6 +187,14 @@ class PlaceExtractor:
         self._shapes: dict[int, tuple[int, int, int, tuple[int, ...] | object | None]] = {}  # pid -> _shape(pid)
         self._distances: dict[tuple[int, float, float], float] = {}  # (candidate, point) -> km, for _near
         self._priors: dict[tuple[int, ...], tuple[int, float, tuple[float, float] | None]] = {}  # _prior_of's memo
+        # An oblast's name as it stands before an oblast noun ("bryansk", "брянської") -> the oblast.
+        self._oblast_heads: dict[str, int] = {}
+        for pid, pattern in enumerate(self._patterns):
+            head, _, noun = pattern.rpartition(" ")
+            if head and noun in OBLAST_NOUNS:
+                for ref in self._refs[pid]:
+                    if self.entries[ref >> FLAG_BITS].kind == "oblast":
+                        self._oblast_heads.setdefault(head, ref >> FLAG_BITS)
         self._automaton = ahocorasick.Automaton()
         for pid, pattern in enumerate(self._patterns):
             self._automaton.add_word(f" {pattern} ", pid)
@@ -327,15 +345,20 @@ class PlaceExtractor:
             if mention is not None:
                 found.append(mention)
         if len(found) < 2:
-            return found
-        found.sort(key=lambda m: (m.first, m.first - m.last))
-        chosen: list[_Mention] = []
-        for mention in found:  # leftmost-longest, no overlaps
-            if not chosen or mention.first > chosen[-1].last:
-                chosen.append(mention)
+            chosen = found
+        else:
+            found.sort(key=lambda m: (m.first, m.first - m.last))
+            chosen = []
+            for mention in found:  # leftmost-longest, no overlaps
+                if not chosen or mention.first > chosen[-1].last:
+                    chosen.append(mention)
         regions = [m for m in chosen if len(m.candidates) == 1 and not self._is_place[m.candidates[0]]]
         if not regions:
             return chosen
+        chosen = self._coordinated_oblasts(text, chosen, regions)
+        if len(chosen) < 2:
+            return chosen
+        regions = [m for m in chosen if len(m.candidates) == 1 and not self._is_place[m.candidates[0]]]
         for mention in chosen:
             near = [
                 (self.entries[r.candidates[0]].country, self.entries[r.candidates[0]].admin1_code)
@@ -344,6 +367,49 @@ class PlaceExtractor:
             ]
             if near:
                 mention.oblasts = frozenset(near)
+        return chosen
+
+    def _coordinated_oblasts(self, text: str, chosen: list[_Mention], regions: list[_Mention]) -> list[_Mention]:
+        """Oblasts listed before one oblast noun ("the Bryansk and Kursk regions", "Харківської та Сумської
+        областей"): each name before the named oblast, joined by a comma or a conjunction, is an oblast too.
+
+        Such a name's mention (the city of Bryansk) becomes the oblast; one that matched nothing (the
+        adjective "Сумської") is added. ``regions``: the mentions of ``chosen`` that are not places.
+        """
+        added = False
+        for named in regions:
+            index = named.candidates[0]
+            if self.entries[index].kind != "oblast":
+                continue
+            noun = _LAST_WORD.search(text, named.start, named.end)
+            folded_noun = fold(noun.group()) if noun is not None else ""
+            if folded_noun not in OBLAST_NOUNS or folded_noun in _EN_SINGULAR_NOUNS:
+                # "Oblast of Kursk", the name alone (Курщина), or "Kharkiv and Sumy region", which may well
+                # be the city and the oblast (a Ukrainian or Russian list is of adjectives: both oblasts)
+                continue
+            start, first = named.start, named.first
+            while True:
+                joined = _COORDINATED.search(text, max(0, start - 80), start)
+                if joined is None:
+                    break
+                head = fold(joined.group("name"))
+                oblast = self._oblast_heads.get(head) or self._oblast_heads.get(head.replace("-", " "))
+                if oblast is None:
+                    break
+                name_start, name_end = joined.span("name")
+                first -= len(WORD.findall(text, name_start, start))
+                last = first + len(WORD.findall(text, name_start, name_end)) - 1
+                same = next((m for m in chosen if m.start == name_start and m.end == name_end), None)
+                if same is not None:
+                    same.candidates, same.weak = (oblast,), False
+                elif not any(m.start < name_end and name_start < m.end for m in chosen):
+                    chosen.append(_Mention(name_start, name_end, first, last, (oblast,), False))
+                    added = True
+                else:
+                    break  # part of a longer name: leave it
+                start = name_start
+        if added:
+            chosen.sort(key=lambda m: m.first)
         return chosen
 
     def _filter(
