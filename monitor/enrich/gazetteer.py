@@ -838,6 +838,12 @@ def build_gazetteer(*, extra_path: Path = EXTRA_FILE, geonames: Path | None = No
             refs[index] = flags if old is None else (old & flags & (COMMON | FREQUENT)) | ((old | flags) & GIVEN)
 
         english = {fold_term(draft.name), fold_term(draft.primary)}
+        # A one-word Russian name in -ая/-яя is an adjective (Кременная, Ясиноватая): so is the
+        # Ukrainian one in -а/-я (Кремінна, Ясинувата), which then declines as one (Кремінної, Ясинуватій).
+        adjectival = any(
+            " " not in n and "-" not in n and script_of(n) == "cyrillic" and n.lower().endswith(("ая", "яя"))
+            for n in names
+        )
         for name in names:
             own_flags = _word_flags(fold_term(name), extra) | forced
             if script_of(name) != "cyrillic":
@@ -858,6 +864,12 @@ def build_gazetteer(*, extra_path: Path = EXTRA_FILE, geonames: Path | None = No
                 if not latin and form in extra.common_forms and own_key not in extra.not_common:
                     flags |= COMMON | FREQUENT  # a case form that is an ordinary word ("буде" of Буда)
                 add(form, flags)
+            if adjectival and " " not in name and "-" not in name and own_key.endswith(("а", "я")):
+                for form in _adjective_forms(own_key, uk=True, ru=False):
+                    flags = own_flags
+                    if form in extra.common_forms and own_key not in extra.not_common:
+                        flags |= COMMON | FREQUENT
+                    add(form, flags)
             for spelling in romanizations(name):
                 for form in surface_forms(spelling):
                     if form not in extra.common_words or form in english:
