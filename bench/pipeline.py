@@ -176,8 +176,15 @@ class NullSink:
 
 
 def _worker_main(
-    url: str, prefix: str, role: str, index: int, stop_evt: mp.synchronize.Event, batch: int, enrich: bool = False
-) -> None:  # type: ignore[name-defined]
+    url: str,
+    prefix: str,
+    role: str,
+    index: int,
+    stop_evt: mp.synchronize.Event,  # type: ignore[name-defined]
+    batch: int,
+    enrich: bool = False,
+    cluster: bool = False,
+) -> None:
     async def main() -> None:
         client = aioredis.from_url(url)
         keys = Keys(prefix)
@@ -186,10 +193,10 @@ def _worker_main(
         consumer = ConsumerSettings(batch_size=batch, block_ms=100, claim_idle_ms=60_000)
         publisher = Publisher(client, keys, 3600)
         if role == "normalizer":
-            settings = NormalizerSettings(enrich=enrich, cluster=enrich)
+            settings = NormalizerSettings(enrich=enrich, cluster=cluster)
             clusters = None
-            if enrich:
-                from monitor.enrich.clusters import StoryClusters  # noqa: PLC0415 - only with --enrich
+            if cluster:
+                from monitor.enrich.clusters import StoryClusters  # noqa: PLC0415 - only with clusters on
 
                 clusters = StoryClusters(client, keys)
             stages = [NormalizerStage(keys, Normalizer(settings, warm=True), metrics, clusters)]
@@ -225,12 +232,12 @@ def _worker_main(
 
 
 def start_workers(
-    url: str, prefix: str, normalizers: int, batch: int = 200, enrich: bool = False
+    url: str, prefix: str, normalizers: int, batch: int = 200, enrich: bool = False, cluster: bool = False
 ) -> tuple[list[mp.Process], mp.synchronize.Event]:  # type: ignore[name-defined]
     ctx = mp.get_context("spawn")
     stop_evt = ctx.Event()
     procs = [
-        ctx.Process(target=_worker_main, args=(url, prefix, "normalizer", i, stop_evt, batch, enrich))
+        ctx.Process(target=_worker_main, args=(url, prefix, "normalizer", i, stop_evt, batch, enrich, cluster))
         for i in range(normalizers)
     ]
     procs.append(ctx.Process(target=_worker_main, args=(url, prefix, "alerter", 0, stop_evt, batch)))
@@ -282,13 +289,22 @@ async def preload(client: aioredis.Redis, keys: Keys, posts: list[RawItem]) -> N
 
 
 async def throughput_phase(
-    url: str, items: int, normalizers: int, batch: int, watched: float, *, enrich: bool = False
+    url: str,
+    items: int,
+    normalizers: int,
+    batch: int,
+    watched: float,
+    *,
+    enrich: bool = False,
+    cluster: bool | None = None,
 ) -> dict[str, object]:
     client = aioredis.from_url(url)
     keys = Keys("bench-tp")
     posts = synthetic_posts(items, seed=1, watched_share=watched)
     await preload(client, keys, posts)
-    procs, stop_evt = start_workers(url, keys.prefix, normalizers, batch, enrich)
+    procs, stop_evt = start_workers(
+        url, keys.prefix, normalizers, batch, enrich, enrich if cluster is None else cluster
+    )
     # Workers need a moment to import; time from the first entry they take.
     while True:
         groups = await client.xinfo_groups(keys.raw) if await client.exists(keys.raw) else []
