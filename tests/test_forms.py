@@ -165,6 +165,16 @@ def test_ru_feminine_adjectives_are_not_declined_as_nouns() -> None:
     assert {"армии", "армию"} <= inflect_ru("армия")  # -ия stays a noun
 
 
+def test_phrase_adjectives_agree_with_the_noun() -> None:
+    """A phrase's leading adjective takes adjective case forms (Нової Каховки), and its head noun declines
+    even when it has two letters (Часового Яру)."""
+    assert {"нової каховки", "новій каховці", "новою каховкою"} <= set(expand_term("Нова Каховка").forms)
+    assert {"часового яру", "часовим яром", "часовому яру"} <= set(expand_term("Часів Яр").forms)
+    assert {"харківської області", "харківській області"} <= set(expand_term("Харківська область").forms)
+    assert expand_term("Нова Каховка").forms["нової каховки"].startswith("uk adjective case form")
+    assert not {"яру", "яром"} & set(expand_term("яр").forms)  # a lone short word is not inflected
+
+
 def test_phrase_inflects_each_word() -> None:
     """A phrase expands word by word and keeps the as-written combination first."""
     forms = expand_term("Кривий Ріг").forms

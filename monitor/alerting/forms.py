@@ -17,7 +17,9 @@ Rule syntax (``expand_term``)
   words shorter than 3 letters and words in ``STOPWORDS`` are never generated. The as-written form always comes
   first; the total is capped by ``max_forms`` (multi-word phrases: each word is expanded independently and
   combinations are taken in order of increasing "distance" from the written phrase, so as-written and
-  nominative-based combos win).
+  nominative-based combos win). In a phrase, a Cyrillic word before the last also takes adjective case
+  forms, first (Нова Каховка -> Нової Каховки, Часів Яр -> Часового Яру), and the last word declines
+  even with two letters (Яр -> Яру).
 
 Which model applies to a Cyrillic word: it contains ``і ї є ґ`` -> Ukrainian only; ``ы э ъ`` -> Russian
 only; otherwise both (the script cannot tell "Бахмут" apart). Apostrophes: ``fold_term`` splits
@@ -479,6 +481,42 @@ def inflect_ru(word: str) -> set[str]:
     return {word} | {f for f in _inflect_ru_list(word) if _keep_derived(f)}
 
 
+# --------------------------------------------------------------------------- adjectives
+
+_UK_ADJ: list[tuple[str, str]] = [  # nominative ending -> endings of the other cases (adjective agreement)
+    ("ий", "ий ого ому им ім"), ("ій", "ій ього ьому ім"), ("ька", "ька ької ькій ьку ькою"),
+    ("ня", "ня ньої ній ню ньою"), ("а", "а ої ій у ою"), ("е", "е ого ому им ім"), ("є", "є ього ьому ім"),
+    ("і", "і их им ими"), ("ів", "ів ового овому овим"), ("їв", "їв євого євому євим"),
+]  # fmt: skip
+_RU_ADJ: list[tuple[str, str]] = [
+    ("кий", "кий кого кому ким ком"), ("гий", "гий гого гому гим гом"), ("хий", "хий хого хому хим хом"),
+    ("ый", "ый ого ому ым ом"), ("ой", "ой ого ому ым ом"), ("ий", "ий его ему им ем"),
+    ("ая", "ая ой ую ою"), ("яя", "яя ей юю ею"), ("ое", "ое ого ому ым ом"), ("ее", "ее его ему им ем"),
+    ("ые", "ые ых ым ыми"), ("ие", "ие их им ими"), ("ов", "ов ова ову овым ом"), ("ев", "ев ева еву евым ем"),
+]  # fmt: skip
+
+
+def adjective_forms(word: str, *, uk: bool, ru: bool) -> list[str]:
+    """The word and its case forms as an adjective (agreeing with a noun), under the enabled models."""
+    forms = [word]
+    for enabled, table in ((uk, _UK_ADJ), (ru, _RU_ADJ)):
+        if not enabled:
+            continue
+        for ending, endings in table:
+            if word.endswith(ending) and len(word) > len(ending) + 1:
+                stem = word[: -len(ending)]
+                forms += [stem + e for e in endings.split()]
+                break
+    return list(dict.fromkeys(f for f in forms if len(f) >= 3))
+
+
+# Endings of the adjectives that open several-word names (Новая Каховка: ru; Нова Каховка: uk).
+RU_ADJECTIVE_ENDINGS = ("ая", "яя", "ый", "ое", "ее", "ые", "ой")
+UK_ADJECTIVE_ENDINGS = (
+    "ька", "ська", "на", "ла", "ра", "ва", "ка", "ня", "не", "ве", "ке", "ле", "ре", "ні", "ві", "кі",
+)  # fmt: skip
+
+
 # --------------------------------------------------------------------------- expansion
 
 
@@ -491,15 +529,18 @@ class TermForms:
     forms: dict[str, str]
 
 
-def _word_options(word: str) -> list[tuple[str, str]]:
-    """Ordered (form, derivation) alternatives for one folded token; the token itself first."""
+def _word_options(word: str, min_letters: int = MIN_LETTERS) -> list[tuple[str, str]]:
+    """Ordered (form, derivation) alternatives for one folded token; the token itself first.
+
+    ``min_letters``: the shortest token that is inflected (a phrase's head noun may be shorter: Яр).
+    """
     options: dict[str, str] = {word: AS_WRITTEN}
 
     def add(form: str, how: str) -> None:
         if form not in options and _keep_derived(form):
             options[form] = how
 
-    if len(word) >= MIN_LETTERS and all(c in _CYRILLIC for c in word):
+    if len(word) >= min_letters and all(c in _CYRILLIC for c in word):
         letters = set(word)
         if not letters & _RU_ONLY:
             for form in _inflect_uk_list(word):
@@ -533,10 +574,34 @@ def _unit_options(term: str, folded: str) -> list[list[tuple[str, str]]]:
     if " ".join(" ".join(tokens) for tokens in unit_tokens) != folded:
         unit_tokens = [[token] for token in folded.split(" ")]
     per_unit: list[list[tuple[str, str]]] = []
-    for tokens in unit_tokens:
+    for position, tokens in enumerate(unit_tokens):
         head = " ".join(tokens[:-1])
-        per_unit.append([(f"{head} {form}" if head else form, how) for form, how in _word_options(tokens[-1])])
+        last = position == len(unit_tokens) - 1
+        # The head noun of a phrase declines however short it is (Часів Яр -> Часового Яру).
+        options = _word_options(tokens[-1], 2 if last and len(unit_tokens) > 1 else MIN_LETTERS)
+        if not last and not head:
+            options = _with_adjective_forms(tokens[-1], options)
+        per_unit.append([(f"{head} {form}" if head else form, how) for form, how in options])
     return per_unit
+
+
+def _with_adjective_forms(word: str, options: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A Cyrillic word before the last of a phrase may be an adjective agreeing with it (Нова Каховка ->
+    Нової Каховки, Часів Яр -> Часового Яру): its adjective forms come right after the word as written."""
+    if len(word) < MIN_LETTERS or any(c not in _CYRILLIC for c in word):
+        return options
+    letters = set(word)
+    uk, ru = not letters & _RU_ONLY, not letters & _UK_ONLY
+    known = {form for form, _ in options}
+    added: list[tuple[str, str]] = []
+    for model, enabled in (("uk", uk), ("ru", ru)):
+        if not enabled:
+            continue
+        for form in adjective_forms(word, uk=model == "uk", ru=model == "ru"):
+            if form not in known and _keep_derived(form):
+                known.add(form)
+                added.append((form, f"{model} adjective case form"))
+    return [options[0], *added, *options[1:]] if added else options
 
 
 def _index_combos(lengths: list[int]) -> Iterator[tuple[int, ...]]:

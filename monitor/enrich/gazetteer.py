@@ -79,7 +79,16 @@ import yaml
 
 from monitor.alerting import forms as _forms
 from monitor.alerting import matcher as _matcher
-from monitor.alerting.forms import expand_term, inflect_ru, inflect_uk, transliterate_ru, transliterate_uk
+from monitor.alerting.forms import (
+    RU_ADJECTIVE_ENDINGS,
+    UK_ADJECTIVE_ENDINGS,
+    adjective_forms,
+    expand_term,
+    inflect_ru,
+    inflect_uk,
+    transliterate_ru,
+    transliterate_uk,
+)
 from monitor.alerting.matcher import fold_term
 from monitor.enrich.geo import haversine_km
 
@@ -275,31 +284,7 @@ def romanizations(name: str) -> list[str]:
 
 # --------------------------------------------------------------------------- surface forms
 
-_UK_ADJ: list[tuple[str, str]] = [  # nominative ending -> endings of the other cases (adjective agreement)
-    ("ий", "ий ого ому им ім"), ("ій", "ій ього ьому ім"), ("ька", "ька ької ькій ьку ькою"),
-    ("ня", "ня ньої ній ню ньою"), ("а", "а ої ій у ою"), ("е", "е ого ому им ім"), ("є", "є ього ьому ім"),
-    ("і", "і их им ими"), ("ів", "ів ового овому овим"), ("їв", "їв євого євому євим"),
-]  # fmt: skip
-_RU_ADJ: list[tuple[str, str]] = [
-    ("кий", "кий кого кому ким ком"), ("гий", "гий гого гому гим гом"), ("хий", "хий хого хому хим хом"),
-    ("ый", "ый ого ому ым ом"), ("ой", "ой ого ому ым ом"), ("ий", "ий его ему им ем"),
-    ("ая", "ая ой ую ою"), ("яя", "яя ей юю ею"), ("ое", "ое ого ому ым ом"), ("ее", "ее его ему им ем"),
-    ("ые", "ые ых ым ыми"), ("ие", "ие их им ими"), ("ов", "ов ова ову овым ом"), ("ев", "ев ева еву евым ем"),
-]  # fmt: skip
 _HYPHEN_ADJECTIVE = re.compile(r"(ськ|цьк|ск|цк)(ий|ій|ый|ой)$")
-
-
-def _adjective_forms(word: str, *, uk: bool, ru: bool) -> list[str]:
-    forms = [word]
-    for enabled, table in ((uk, _UK_ADJ), (ru, _RU_ADJ)):
-        if not enabled:
-            continue
-        for ending, endings in table:
-            if word.endswith(ending) and len(word) > len(ending) + 1:
-                stem = word[: -len(ending)]
-                forms += [stem + e for e in endings.split()]
-                break
-    return list(dict.fromkeys(f for f in forms if len(f) >= 3))
 
 
 def _noun_forms(word: str, *, uk: bool, ru: bool) -> list[str]:
@@ -322,14 +307,8 @@ def _piece_options(piece: str, *, decline: bool, adjective: bool, uk: bool, ru: 
     if not decline:
         return [folded]
     if adjective:
-        return _adjective_forms(folded, uk=uk, ru=ru)
+        return adjective_forms(folded, uk=uk, ru=ru)
     return _noun_forms(folded, uk=uk, ru=ru)
-
-
-_RU_ADJECTIVE_ENDINGS = ("ая", "яя", "ый", "ое", "ее", "ые", "ой")
-_UK_ADJECTIVE_ENDINGS = (
-    "ька", "ська", "на", "ла", "ра", "ва", "ка", "ня", "не", "ве", "ке", "ле", "ре", "ні", "ві", "кі",
-)  # fmt: skip
 
 
 def _phrase_languages(name: str) -> tuple[bool, bool]:
@@ -338,9 +317,9 @@ def _phrase_languages(name: str) -> tuple[bool, bool]:
     uk, ru = not letters & _RU_ONLY, not letters & _UK_ONLY
     if uk and ru:
         leading = [w.lower() for w in name.split()[:-1]]
-        if any(w.endswith(_RU_ADJECTIVE_ENDINGS) for w in leading):
+        if any(w.endswith(RU_ADJECTIVE_ENDINGS) for w in leading):
             uk = False
-        elif any(w.endswith(_UK_ADJECTIVE_ENDINGS) for w in leading):
+        elif any(w.endswith(UK_ADJECTIVE_ENDINGS) for w in leading):
             ru = False
     return uk, ru
 
@@ -706,10 +685,10 @@ def _apply_oblasts(drafts: dict[str, _Draft], extra: Extra) -> None:
                 phrases += [f"{noun} of {fold_term(stem)}" for noun in _EN_OBLAST_NOUNS]
             for adjective in _as_list(spec.get("uk")):
                 folded = fold_term(adjective)
-                phrases += [f"{a} {n}" for a in _adjective_forms(folded, uk=True, ru=False) for n in _UK_OBLAST_NOUNS]
+                phrases += [f"{a} {n}" for a in adjective_forms(folded, uk=True, ru=False) for n in _UK_OBLAST_NOUNS]
             for adjective in _as_list(spec.get("ru")):
                 folded = fold_term(adjective)
-                phrases += [f"{a} {n}" for a in _adjective_forms(folded, uk=False, ru=True) for n in _RU_OBLAST_NOUNS]
+                phrases += [f"{a} {n}" for a in adjective_forms(folded, uk=False, ru=True) for n in _RU_OBLAST_NOUNS]
             draft.phrases = phrases
             drafts[entry_id] = draft
 
@@ -865,7 +844,7 @@ def build_gazetteer(*, extra_path: Path = EXTRA_FILE, geonames: Path | None = No
                     flags |= COMMON | FREQUENT  # a case form that is an ordinary word ("буде" of Буда)
                 add(form, flags)
             if adjectival and " " not in name and "-" not in name and own_key.endswith(("а", "я")):
-                for form in _adjective_forms(own_key, uk=True, ru=False):
+                for form in adjective_forms(own_key, uk=True, ru=False):
                     flags = own_flags
                     if form in extra.common_forms and own_key not in extra.not_common:
                         flags |= COMMON | FREQUENT
