@@ -21,7 +21,7 @@ from monitor.enrich.enricher import Enricher
 from monitor.metrics import Metrics
 from monitor.normalize import stage as stage_module
 from monitor.normalize.normalizer import Normalizer
-from monitor.normalize.stage import NormalizerStage
+from monitor.normalize.stage import NormalizerStage, chunk_bounds
 from monitor.schema import Item, RawItem, decode, entry_fields
 
 T0 = datetime(2023, 5, 20, 9, 0, tzinfo=UTC)
@@ -80,6 +80,18 @@ def entries(posts: Sequence[RawItem]) -> list[tuple[bytes, dict[bytes, bytes]]]:
 @pytest.fixture(scope="module")
 def normalizer() -> Normalizer:
     return Normalizer(NormalizerSettings(enrich=True, cluster=True), enricher=Enricher.load())
+
+
+def test_chunks_cover_the_batch_and_shrink_towards_its_end() -> None:
+    """Chunks cover a batch in order without gaps, none over CLUSTER_CHUNK, the last ones smaller."""
+    for count in (0, 1, 15, 16, 17, 99, 100, 101, 200, 1000):
+        bounds = chunk_bounds(count)
+        assert [start for start, _ in bounds] == [0, *[stop for _, stop in bounds[:-1]]][: len(bounds)]
+        assert (bounds[-1][1] if bounds else 0) == count
+        sizes = [stop - start for start, stop in bounds]
+        assert all(0 < size <= stage_module.CLUSTER_CHUNK for size in sizes)
+        assert sizes == sorted(sizes, reverse=True)
+    assert chunk_bounds(200)[-1][1] - chunk_bounds(200)[-1][0] < stage_module.MIN_CLUSTER_CHUNK
 
 
 def emitted_items(outcomes: Sequence[object]) -> list[Item]:
