@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from monitor.alerting.common_words import common_words
 from monitor.alerting.entities import EntityConditions, PlaceIndex, rule_scope_admits
 from monitor.alerting.matcher import CompiledRules, Hit
 from monitor.config import Rule
@@ -54,7 +55,8 @@ class AlertEngine:
 
     def __init__(self, rules: Sequence[Rule], *, places: PlaceIndex | None = None) -> None:
         self.rules = list(rules)
-        self.compiled = CompiledRules([rule for rule in self.rules if rule.any or rule.all])
+        term_rules = [rule for rule in self.rules if rule.any or rule.all]
+        self.compiled = CompiledRules(term_rules, common_words=common_words())
         self.rules_by_name = {rule.name: rule for rule in self.rules}
         self.entity_rules = [EntityConditions.build(rule, places) for rule in self.rules if rule.has_entity_conditions]
 

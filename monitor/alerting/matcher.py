@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from itertools import accumulate
 
@@ -298,9 +299,13 @@ class CompiledRules:
     rules; spans are computed for the rules that fire.
     """
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(self, rules: Sequence[Rule], *, common_words: AbstractSet[str] = frozenset()) -> None:
+        """``common_words``: folded forms that are also everyday words (``monitor.alerting.common_words``).
+        A term written with a capital (a name: Буда, Мирне) matches such a form of it (буде, мирне) only
+        where the text has a capital there; a form that any lower-case term also yields is not limited."""
         self.rules = list(rules)
         ids: dict[tuple[str, bool], int] = {}
+        capital: dict[int, bool] = {}  # pattern id -> whether every term yielding it is a capitalized name
         self._any_mask: list[int] = []
         self._none_mask: list[int] = []
         self._all_slots: list[int] = []  # per pattern: the (rule, all-term) slots it satisfies
@@ -313,6 +318,8 @@ class CompiledRules:
         def pattern_ids(term: str) -> list[int]:
             """The pattern ids of every surface form of ``term`` (see ``term_forms``)."""
             prefix, forms = term_forms(term)
+            stripped = term.strip()
+            name = bool(common_words) and not prefix and stripped[:1].isupper()
             found = []
             for form, how in forms.items():
                 key = (form, prefix)
@@ -320,8 +327,11 @@ class CompiledRules:
                     ids[key] = len(ids)
                     for masks in (self._any_mask, self._none_mask, self._all_slots, self._all_rules):
                         masks.append(0)
-                self._how.setdefault((ids[key], term), how)
-                found.append(ids[key])
+                pid = ids[key]
+                needs = name and form in common_words
+                capital[pid] = needs and capital.get(pid, True)
+                self._how.setdefault((pid, term), how)
+                found.append(pid)
             return found
 
         self._near: list[_Near] = []
@@ -373,6 +383,7 @@ class CompiledRules:
             positives_per_rule.append(positives)
         self._patterns = [form for form, _ in ids]
         self._prefix = [prefix for _, prefix in ids]
+        self._capital_pids = frozenset(pid for pid, needs in capital.items() if needs)
         self.pattern_count = len(ids)
         self._regexes: dict[int, re.Pattern[str]] = {}
         self._automaton = ahocorasick.Automaton()
@@ -422,6 +433,8 @@ class CompiledRules:
                 starts[pid] = [end - length + 1]
             else:
                 pid_starts.append(end - length + 1)
+        if self._capital_pids and not self._capital_pids.isdisjoint(starts):
+            _drop_lower_case(starts, self._capital_pids, text, words, view, tokens)
         any_hit = none_hit = all_slots = all_rules = 0
         any_mask, none_mask, slot_mask, all_mask = self._any_mask, self._none_mask, self._all_slots, self._all_rules
         for pid in starts:
@@ -513,6 +526,37 @@ class CompiledRules:
             tail = r"\w*" if self._prefix[pid] else r"(?!\w)"
             regex = self._regexes[pid] = re.compile(r"\W+".join(words) + tail)
         return regex
+
+
+def _drop_lower_case(
+    starts: dict[int, list[int]],
+    capital_pids: frozenset[int],
+    text: str,
+    words: str,
+    view: str,
+    tokens: list[tuple[int, int]] | None,
+) -> None:
+    """Remove the starts of capital-only patterns whose first letter is not upper case in the text.
+
+    ``starts`` are positions in ``view`` of a pattern's leading space. When the view is ``words`` folded
+    character for character, ``words[start]`` is that letter as written; with a de-obfuscated view,
+    ``tokens`` gives the token's span in the text. Otherwise (folding changed a length) nothing is removed.
+    """
+    if tokens is None and len(view) != len(words) + 2:
+        return
+    for pid in capital_pids.intersection(starts):
+        if tokens is None:
+            kept = [start for start in starts[pid] if words[start].isupper()]
+        else:
+            kept = []
+            for start in starts[pid]:
+                index = view.count(" ", 0, start + 1) - 1  # the view's leading space precedes token 0
+                if index < len(tokens) and text[tokens[index][0]].isupper():
+                    kept.append(start)
+        if kept:
+            starts[pid] = kept
+        else:
+            del starts[pid]
 
 
 class _SpanMap:

@@ -190,7 +190,8 @@ def _simple(rules: CompiledRules) -> bool:
     if known is not None:
         return known
     simple = (
-        not rules._regex_terms
+        not rules._capital_pids  # the capital rule is applied by rules.match alone
+        and not rules._regex_terms
         and not rules._near
         and not any(rules._none_mask)
         and not any(rules._required)
