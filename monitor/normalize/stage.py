@@ -49,6 +49,8 @@ def chunk_bounds(count: int) -> list[tuple[int, int]]:
         bounds.append((start, start + size))
         start += size
     return bounds
+
+
 # Event-loop turns given to the cluster task at each hand-over. A reply takes a few (the transport
 # reads it, the reader wakes the task, the task runs on to its next request); 3 left about half of the
 # wait in place in the benchmark, 10 nearly all of it, and a turn with nothing to do costs microseconds.
