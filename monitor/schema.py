@@ -202,6 +202,10 @@ class Alert(msgspec.Struct, kw_only=True, omit_defaults=True):
     published_at: datetime | None = None
     lang: str | None = None
     cluster_id: str | None = None
+    # What the item is about, for the notification: each place, unit and person once (at its first
+    # mention, places without their other candidates) and every claimed quantity. Spans index the item's
+    # text. None when the item has no entities (or enrichment is off).
+    entities: Entities | None = None
 
 
 Model = TypeVar("Model", RawItem, Item, Alert)

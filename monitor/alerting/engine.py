@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import msgspec
+
 from monitor.alerting.common_words import common_words
 from monitor.alerting.entities import EntityConditions, PlaceIndex, rule_scope_admits
 from monitor.alerting.matcher import CompiledRules, Hit
 from monitor.config import Rule
-from monitor.schema import Alert, Item, MatchedTerm, short_hash, utcnow
+from monitor.schema import Alert, Entities, Item, MatchedTerm, Person, Place, Quantity, Unit, short_hash, utcnow
 
 SNIPPET_CONTEXT = 100  # characters kept on each side of the first match
 MAX_MATCHED = 100  # occurrences recorded per alert
@@ -44,6 +46,35 @@ def _matched(hit: Hit) -> MatchedTerm:
     if hit.how == "as written":
         return MatchedTerm(term=hit.term, start=hit.start, end=hit.end)
     return MatchedTerm(term=hit.term, start=hit.start, end=hit.end, form=hit.form, via=hit.how)
+
+
+def entity_summary(entities: Entities) -> Entities | None:
+    """What an alert carries of its item's entities: each place, unit and person once (the first mention;
+    a place without the other places its name could mean) and each distinct claim; None when empty."""
+    if not (entities.places or entities.units or entities.people or entities.quantities):
+        return None
+    places: dict[str, Place] = {}
+    for place in sorted(entities.places, key=_start):
+        places.setdefault(place.id or place.name, place)
+    units: dict[str, Unit] = {}
+    for unit in sorted(entities.units, key=_start):
+        units.setdefault(unit.id, unit)
+    people: dict[str, Person] = {}
+    for person in sorted(entities.people, key=_start):
+        people.setdefault(person.id, person)
+    claims: dict[tuple[str, float, str], Quantity] = {}
+    for claim in sorted(entities.quantities, key=_start):
+        claims.setdefault((claim.kind, claim.value, claim.unit), claim)
+    return Entities(
+        places=[msgspec.structs.replace(p, candidates=[]) if p.candidates else p for p in places.values()],
+        units=list(units.values()),
+        people=list(people.values()),
+        quantities=list(claims.values()),
+    )
+
+
+def _start(entity: Place | Unit | Person | Quantity) -> int:
+    return entity.start
 
 
 class AlertEngine:
@@ -86,6 +117,7 @@ class AlertEngine:
         if not found:
             return []
         fired_at = utcnow()
+        summary = entity_summary(item.entities)
         alerts = []
         for name, matched in found.items():
             rule = self.rules_by_name[name]
@@ -107,6 +139,7 @@ class AlertEngine:
                     published_at=item.published_at,
                     lang=item.lang,
                     cluster_id=item.cluster_id,
+                    entities=summary,
                 )
             )
         return alerts

@@ -39,7 +39,7 @@ class ConsoleSink:
 
 
 def render_line(alert: Alert) -> str:
-    """Rich markup for one alert: time, severity, rule, source/channel, matched terms, snippet, link."""
+    """Rich markup for one alert: time, severity, rule, source/channel, matched terms, snippet, places, link."""
     style = _SEVERITY_STYLE.get(alert.severity, "")
     when = alert.fired_at.strftime("%H:%M:%S")
     terms = ", ".join(sorted({m.term for m in alert.matched}))
@@ -53,6 +53,9 @@ def render_line(alert: Alert) -> str:
     if alert.title and not alert.snippet.lstrip("…").startswith(alert.title[:40]):
         parts.append(f"[bold]{escape(alert.title[:120])}[/bold] -")
     parts.append(escape(alert.snippet))
+    if alert.entities is not None and alert.entities.places:
+        where = ", ".join(dict.fromkeys(place.name for place in alert.entities.places))
+        parts.append(f"[cyan]@ {escape(where)}[/cyan]")
     if alert.url:
         parts.append(f"[link={escape(alert.url)}]{escape(alert.url)}[/link]")
     return " ".join(parts)

@@ -20,7 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from monitor.config import NotifySettings
 from monitor.notify.apprise_sink import TemplateKind
-from monitor.schema import Alert, MatchedTerm
+from monitor.schema import Alert, Entities, MatchedTerm, Place, Quantity, Unit
 
 SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
@@ -62,7 +62,49 @@ def alert_context(alert: Alert, reposts: Mapping[str, int] | None = None) -> dic
             {"term": m.term, "form": m.form, "via": m.via, "label": _label(m)}
             for m in {(m.term, m.form, m.via): m for m in alert.matched}.values()
         ],
+        **_entity_context(alert.entities),
     }
+
+
+def _entity_context(entities: Entities | None) -> dict[str, Any]:
+    """``places`` (each a dict with ``label``, coordinates and an OpenStreetMap ``map`` link), ``units`` and
+    ``people`` (names) and ``claims`` ("3,574 tanks (losses)"): empty lists when the item named none."""
+    if entities is None:
+        return {"places": [], "units": [], "people": [], "claims": []}
+    places = []
+    for place in entities.places:
+        where = place.admin1 or place.country
+        label = place.name + ("?" if place.confidence < 1.0 else "") + (f" ({where})" if where else "")
+        has_point = place.lat is not None and place.lon is not None
+        places.append(
+            {
+                "name": place.name,
+                "id": place.id,
+                "label": label,
+                "lat": place.lat,
+                "lon": place.lon,
+                "admin1": place.admin1,
+                "country": place.country,
+                "confidence": place.confidence,
+                "map": f"https://www.openstreetmap.org/?mlat={place.lat}&mlon={place.lon}#map=12/{place.lat}/{place.lon}"
+                if has_point
+                else None,
+            }
+        )
+    return {
+        "places": places,
+        "units": [unit.name for unit in entities.units],
+        "people": [person.name for person in entities.people],
+        "claims": [_claim(quantity) for quantity in entities.quantities],
+    }
+
+
+def _claim(quantity: Quantity) -> str:
+    """``3,574 tanks (losses)``, ``24 attacks``, ``4 killed (casualties)``."""
+    value = f"{quantity.value:,.0f}" if quantity.value == int(quantity.value) else f"{quantity.value:,g}"
+    unit = quantity.unit.replace("_", " ")
+    kind = quantity.kind.replace("_", " ")
+    return f"{value} {unit}" if kind == unit else f"{value} {unit} ({kind})"
 
 
 def digest_context(alerts: list[Alert], reposts: Mapping[str, int] | None = None) -> dict[str, Any]:
@@ -164,6 +206,14 @@ def sample_alert() -> Alert:
         title="Sample",
         published_at=datetime(2023, 5, 20, 11, 59, tzinfo=UTC),
         lang="uk",
+        entities=Entities(
+            places=[
+                Place(name="Bakhmut", start=0, end=7, lat=48.595, lon=38.0, id="geonames:713174", admin1="Donetsk"),
+                Place(name="Andriivka", start=20, end=29, lat=48.5, lon=37.967, admin1="Donetsk", confidence=0.8),
+            ],
+            units=[Unit(id="ua-3-assault-brigade", name="3rd Separate Assault Brigade", start=40, end=60)],
+            quantities=[Quantity(kind="losses", value=5, unit="tanks", start=70, end=77)],
+        ),
     )
 
 
