@@ -151,6 +151,7 @@ _COORDINATED = re.compile(
 )
 _LAST_WORD = re.compile(r"\w+$")
 _EN_SINGULAR_NOUNS = frozenset({"oblast", "region", "province"})
+MAX_LISTED_OBLASTS = 30  # names followed back from one oblast noun (Ukraine has 24 oblasts)
 
 
 class PlaceExtractor:
@@ -358,12 +359,17 @@ class PlaceExtractor:
         chosen = self._coordinated_oblasts(text, chosen, regions)
         if len(chosen) < 2:
             return chosen
-        regions = [m for m in chosen if len(m.candidates) == 1 and not self._is_place[m.candidates[0]]]
-        for mention in chosen:
+        regions = sorted(
+            (m for m in chosen if len(m.candidates) == 1 and not self._is_place[m.candidates[0]]), key=lambda m: m.first
+        )
+        firsts = [r.first for r in regions]
+        for mention in chosen:  # the regions starting from 3 tokens before its end to OBLAST_WINDOW after
+            low = bisect.bisect_left(firsts, mention.last - 3)
+            high = bisect.bisect_right(firsts, mention.last + OBLAST_WINDOW)
             near = [
                 (self.entries[r.candidates[0]].country, self.entries[r.candidates[0]].admin1_code)
-                for r in regions
-                if r is not mention and -3 <= r.first - mention.last <= OBLAST_WINDOW
+                for r in regions[low:high]
+                if r is not mention
             ]
             if near:
                 mention.oblasts = frozenset(near)
@@ -377,6 +383,8 @@ class PlaceExtractor:
         adjective "Сумської") is added. ``regions``: the mentions of ``chosen`` that are not places.
         """
         added = False
+        by_span = {(m.start, m.end): m for m in chosen}
+        covered = {token for m in chosen for token in range(m.first, m.last + 1)}  # tokens in a mention
         for named in regions:
             index = named.candidates[0]
             if self.entries[index].kind != "oblast":
@@ -388,7 +396,7 @@ class PlaceExtractor:
                 # be the city and the oblast (a Ukrainian or Russian list is of adjectives: both oblasts)
                 continue
             start, first = named.start, named.first
-            while True:
+            for _ in range(MAX_LISTED_OBLASTS):
                 joined = _COORDINATED.search(text, max(0, start - 80), start)
                 if joined is None:
                     break
@@ -399,11 +407,14 @@ class PlaceExtractor:
                 name_start, name_end = joined.span("name")
                 first -= len(WORD.findall(text, name_start, start))
                 last = first + len(WORD.findall(text, name_start, name_end)) - 1
-                same = next((m for m in chosen if m.start == name_start and m.end == name_end), None)
+                same = by_span.get((name_start, name_end))
                 if same is not None:
                     same.candidates, same.weak = (oblast,), False
-                elif not any(m.start < name_end and name_start < m.end for m in chosen):
-                    chosen.append(_Mention(name_start, name_end, first, last, (oblast,), False))
+                elif covered.isdisjoint(range(first, last + 1)):
+                    mention = _Mention(name_start, name_end, first, last, (oblast,), False)
+                    by_span[(name_start, name_end)] = mention
+                    covered.update(range(first, last + 1))
+                    chosen.append(mention)
                     added = True
                 else:
                     break  # part of a longer name: leave it
