@@ -641,6 +641,7 @@ def extract_quantities(text: str, lang: str | None = None, *, view: MatchView | 
         return []
     boundaries = [m.end() for m in _SENTENCE_FAST.finditer(text)]
     paragraphs: list[int] | None = None
+    loss_ends: dict[int, int] = {}  # paragraph start -> end of its first loss word (len(text) + 1: none)
     contexts = _Contexts(text, lowered, scanned[0] if scanned is not None else None)
     found: list[Quantity] = []
     taken_until = -1
@@ -693,7 +694,14 @@ def extract_quantities(text: str, lang: str | None = None, *, view: MatchView | 
             if paragraphs is None:
                 paragraphs = [m.end() for m in _PARAGRAPH.finditer(text)]
             at = bisect_right(paragraphs, first)
-            if _LOSS.search(text, paragraphs[at - 1] if at else 0, first):
+            paragraph = paragraphs[at - 1] if at else 0
+            loss_end = loss_ends.get(paragraph)
+            if loss_end is None:
+                # Where the paragraph's first loss word ends, found once per paragraph: a long list would
+                # otherwise search its paragraph from the start again for every item (quadratic).
+                found_loss = _LOSS.search(text, paragraph)
+                loss_end = loss_ends[paragraph] = found_loss.end() if found_loss is not None else len(text) + 1
+            if loss_end <= first:  # a loss word before the item: ``_LOSS.search(text, paragraph, first)``
                 context = "loss"
         resolved = _kind(group, unit, context)
         if resolved is None:
