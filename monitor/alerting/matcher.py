@@ -7,6 +7,10 @@ whitespace or punctuation ("chemical weapons" finds "chemical-weapons" and "chem
 One pass over the view finds every term of every rule; spans in the original text are recovered only
 for the rules that fire. The view is built on the text's UTF-8 bytes with C-level methods (``_scan``);
 texts with characters that cannot be classified cheaply (emoji, symbols) take the regex path.
+
+Folding loses case, so one rule is applied after the pass: given ``common_words``, a term written with a
+capital (a name) counts its forms that are also everyday words (Буда's «буде») only where the text
+capitalizes them (``_drop_lower_case``).
 """
 
 from __future__ import annotations

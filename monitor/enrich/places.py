@@ -9,7 +9,9 @@ padded with spaces, so only whole words match and a phrase matches across punctu
 mixed-script words or spaced-out letters take the matcher's de-obfuscated view (homoglyphs, "B.a.k.h.m.u.t");
 zero-width characters, soft hyphens, bidi controls and stress marks are skipped here too. Spans index the
 text as given. Where mentions overlap, the leftmost-longest wins ("Donetsk region" is the oblast, "Nova
-Kakhovka" is not Kakhovka).
+Kakhovka" is not Kakhovka). Oblasts listed before one oblast noun ("the Bryansk and Kursk regions",
+"Харківську, Сумську та Чернігівську області") are each the oblast (``_coordinated_oblasts``; in English
+only before a plural noun).
 
 The view comes from the enricher's shared ``MatchView`` when it passes one. Spans are found without
 listing every token: a hit's token index and the word characters before it (both read off the view)
