@@ -136,6 +136,14 @@ class Quantity(msgspec.Struct, kw_only=True, omit_defaults=True):
     end: int
 
 
+def claim_label(quantity: Quantity) -> str:
+    """A quantity as a reader would say it: ``3,574 tanks (losses)``, ``24 attacks``, ``4 killed (casualties)``."""
+    value = f"{quantity.value:,.0f}" if quantity.value == int(quantity.value) else f"{quantity.value:,g}"
+    unit = quantity.unit.replace("_", " ")
+    kind = quantity.kind.replace("_", " ")
+    return f"{value} {unit}" if kind == unit else f"{value} {unit} ({kind})"
+
+
 class Entities(msgspec.Struct, kw_only=True, omit_defaults=True):
     """What the text is about: places with coordinates, units, people and quantities, each with its span."""
 

@@ -42,7 +42,7 @@ from monitor.bus.keys import GROUP_ARCHIVER, Keys
 from monitor.bus.publish import Publisher
 from monitor.config import ConsumerSettings
 from monitor.metrics import Metrics
-from monitor.schema import Entities, Item, Place, encode, entry_fields
+from monitor.schema import Entities, Item, Person, Place, Quantity, Unit, encode, entry_fields
 
 DAY = datetime(2024, 2, 17, 8, 0, tzinfo=UTC)
 BAKHMUT = {"name": "Bakhmut", "id": "geonames:706448", "lat": 48.5947, "lon": 37.9999}
@@ -608,6 +608,34 @@ def test_export_jsonl_and_csv_one_record_per_item(tmp_path: Path) -> None:
         out = io.StringIO(newline="")
         export(archive_dir, out, fmt="csv", excel_safe=safe)
         assert next(csv.DictReader(io.StringIO(out.getvalue(), newline="")))["text"] == expected
+
+
+def test_exports_carry_units_people_and_claims(tmp_path: Path) -> None:
+    """CSV rows and GeoJSON features name the item's units, people and claims (distinct, ``; ``-joined)."""
+    item = make_item(
+        7,
+        "Бійці 3 ОШБр під Бахмутом знищили 5 танків і 5 танків; 24 атаки відбито, заявив Сирський.",
+        lang="uk",
+        places=[(BAKHMUT, "Бахмутом")],
+    )
+    item.entities.units = [Unit(id="ua-3-assault-brigade", name="3rd Separate Assault Brigade", start=6, end=12)]
+    item.entities.people = [Person(id="oleksandr-syrskyi", name="Oleksandr Syrskyi", start=80, end=88)]
+    item.entities.quantities = [
+        Quantity(kind="losses", value=5, unit="tanks", start=31, end=38),
+        Quantity(kind="losses", value=5, unit="tanks", start=41, end=48),
+        Quantity(kind="attacks", value=24, unit="attacks", start=50, end=58),
+    ]
+    archive_dir = archive_items(tmp_path, [item])
+    out = io.StringIO(newline="")
+    export(archive_dir, out, fmt="csv")
+    (row,) = csv.DictReader(io.StringIO(out.getvalue(), newline=""))
+    assert row["units"] == "3rd Separate Assault Brigade" and row["people"] == "Oleksandr Syrskyi"
+    assert row["claims"] == "5 tanks (losses); 24 attacks"
+    out = io.StringIO()
+    export(archive_dir, out, fmt="geojson")
+    (feature,) = json.loads(out.getvalue())["features"]
+    assert feature["properties"]["claims"] == "5 tanks (losses); 24 attacks"
+    assert feature["properties"]["units"] == "3rd Separate Assault Brigade"
 
 
 def test_export_geojson_is_a_valid_feature_collection(tmp_path: Path) -> None:

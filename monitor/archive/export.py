@@ -41,7 +41,7 @@ import structlog
 
 from monitor.archive.index import ArchiveError, to_utc_datetime
 from monitor.archive.writer import DamageHandler, archive_files, as_utc, decode_line, read_lines
-from monitor.schema import Item, Place
+from monitor.schema import Item, Place, claim_label
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +66,9 @@ CSV_COLUMNS = (
     "place_ids",
     "cluster_id",
     "content_hash",
+    "units",
+    "people",
+    "claims",
 )
 GEOJSON_PROPERTIES = (
     "item_id",
@@ -85,6 +88,9 @@ GEOJSON_PROPERTIES = (
     "excerpt",
     "cluster_id",
     "deleted_at",
+    "units",
+    "people",
+    "claims",
 )
 EXCERPT_CHARS = 140  # of text each side of the place mention in a GeoJSON feature
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -263,8 +269,20 @@ def _csv_row(item: Item, deleted: float | None, safe: bool) -> list[str]:
         " ".join(ids),
         item.cluster_id or "",
         item.content_hash,
+        *_who_and_claims(item),
     ]
     return [_excel_safe(v) for v in values] if safe else values
+
+
+def _who_and_claims(item: Item) -> tuple[str, str, str]:
+    """The item's units, people and claims, each a ``; ``-joined string (QGIS and spreadsheets read
+    strings; lists they do not)."""
+    entities = item.entities
+    return (
+        "; ".join(dict.fromkeys(unit.name for unit in entities.units)),
+        "; ".join(dict.fromkeys(person.name for person in entities.people)),
+        "; ".join(dict.fromkeys(claim_label(quantity) for quantity in entities.quantities)),
+    )
 
 
 def _valid_point(place: Place) -> bool:
@@ -296,6 +314,7 @@ def geojson_features(item: Item, deleted: float | None = None) -> list[dict[str,
     """One RFC 7946 Point feature per distinct place of ``item`` that has valid coordinates."""
     features: list[dict[str, Any]] = []
     seen: set[Any] = set()
+    units, people, claims = _who_and_claims(item)
     for place in item.entities.places:
         if not _valid_point(place):
             continue
@@ -323,6 +342,9 @@ def geojson_features(item: Item, deleted: float | None = None) -> list[dict[str,
             "excerpt": place_excerpt(item.text, place.start, place.end),
             "cluster_id": item.cluster_id,
             "deleted_at": _iso_ts(deleted),
+            "units": units,
+            "people": people,
+            "claims": claims,
         }
         features.append(
             {

@@ -20,7 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from monitor.config import NotifySettings
 from monitor.notify.apprise_sink import TemplateKind
-from monitor.schema import Alert, Entities, MatchedTerm, Place, Quantity, Unit
+from monitor.schema import Alert, Entities, MatchedTerm, Place, Quantity, Unit, claim_label
 
 SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
@@ -95,16 +95,8 @@ def _entity_context(entities: Entities | None) -> dict[str, Any]:
         "places": places,
         "units": [unit.name for unit in entities.units],
         "people": [person.name for person in entities.people],
-        "claims": [_claim(quantity) for quantity in entities.quantities],
+        "claims": [claim_label(quantity) for quantity in entities.quantities],
     }
-
-
-def _claim(quantity: Quantity) -> str:
-    """``3,574 tanks (losses)``, ``24 attacks``, ``4 killed (casualties)``."""
-    value = f"{quantity.value:,.0f}" if quantity.value == int(quantity.value) else f"{quantity.value:,g}"
-    unit = quantity.unit.replace("_", " ")
-    kind = quantity.kind.replace("_", " ")
-    return f"{value} {unit}" if kind == unit else f"{value} {unit} ({kind})"
 
 
 def digest_context(alerts: list[Alert], reposts: Mapping[str, int] | None = None) -> dict[str, Any]:
