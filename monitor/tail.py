@@ -42,7 +42,7 @@ class TailFilter:
 
 
 def render_item(item: Item) -> str:
-    """Rich markup for one item: time, source/channel, language, title or text start, link."""
+    """Rich markup for one item: time, source/channel, language, title or text start, places, story, link."""
     when = (item.published_at or item.collected_at).strftime("%H:%M:%S")
     text = " ".join((item.title or item.text).split())
     if len(text) > 160:
@@ -53,6 +53,11 @@ def render_item(item: Item) -> str:
         f"[dim]{escape(item.lang or '??')}[/dim]",
         escape(text),
     ]
+    places = list(dict.fromkeys(place.name for place in item.entities.places))
+    if places:
+        parts.append(f"[green]@ {escape(', '.join(places))}[/green]")
+    if item.cluster_id:
+        parts.append(f"[dim]story {escape(item.cluster_id)}[/dim]")
     if item.url:
         parts.append(f"[link={escape(item.url)}]{escape(item.url)}[/link]")
     return " ".join(parts)

@@ -13,7 +13,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from monitor.bus.keys import Keys
-from monitor.schema import Alert, Item, MatchedTerm, entry_fields
+from monitor.schema import Alert, Item, MatchedTerm, Place, entry_fields
 from monitor.tail import TailFilter, follow, render_item
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -92,6 +92,21 @@ async def test_tail_items_filter_by_channel_case_insensitively(redis_client: aio
     )
     assert count == 2 and shown == ["telegram:1:1", "telegram:1:2"]
     assert "telegram_web/Nexta_Live" in render_item(item(1)) and "Item text 1" in render_item(item(1))
+
+
+def test_an_item_line_names_its_places_and_story() -> None:
+    """`monitor tail --items` lines name each place once and the story cluster; without them, neither."""
+    plain = item(4)
+    assert "@ " not in render_item(plain) and "story" not in render_item(plain)
+    placed = item(5)
+    placed.entities.places = [
+        Place(name="Bakhmut", start=0, end=7),
+        Place(name="Bakhmut", start=20, end=27),
+        Place(name="Klishchiivka", start=30, end=42),
+    ]
+    placed.cluster_id = "ec6fc66d18be8344"
+    line = render_item(placed)
+    assert "@ Bakhmut, Klishchiivka" in line and "story ec6fc66d18be8344" in line
 
 
 async def test_tail_command_prints_json_lines_and_stops_cleanly_on_ctrl_c(
