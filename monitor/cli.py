@@ -341,7 +341,9 @@ def _archive_dir(settings: Settings) -> Path:
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help='words; "a phrase"; prefix*; case forms of uk/ru words are found')],
+    query: Annotated[
+        str, typer.Argument(help='words; "a phrase"; prefix*; case forms of uk/ru words are found; "" for all')
+    ],
     since: Annotated[
         str | None, typer.Option("--since", help="from: 2024-02-17, 2024-02-17T06:00Z, or 36h / 7d ago")
     ] = None,
@@ -349,12 +351,15 @@ def search(
     place: Annotated[list[str] | None, typer.Option("--place", help="items naming this place (repeatable)")] = None,
     source: Annotated[list[str] | None, typer.Option("--source", help="only these sources (repeatable)")] = None,
     channel: Annotated[list[str] | None, typer.Option("--channel", help="only these channels (repeatable)")] = None,
+    story: Annotated[
+        str | None, typer.Option("--story", help="only this story cluster's items (an alert's cluster_id)")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 20,
     by: Annotated[TimeBasis, typer.Option("--by", help="time the bounds apply to")] = TimeBasis.published,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Search the archive of every item (full text, best matches first)."""
+    """Search the archive of every item (full text, best matches first; `--story ID ""`: a story's posts)."""
     from monitor.archive import hits_json, parse_time, render_hits  # noqa: PLC0415
     from monitor.archive import search as search_archive  # noqa: PLC0415
 
@@ -370,6 +375,7 @@ def search(
             channel=channel or None,
             limit=limit,
             time_field=by.value,
+            story=story,
         )
     except MonitorError as exc:
         raise _fail(exc) from None

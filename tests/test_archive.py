@@ -426,6 +426,20 @@ def ids(hits: Sequence[object]) -> set[str]:
     return {hit.id.rsplit(":", 1)[1] for hit in hits}  # type: ignore[attr-defined]
 
 
+def test_search_by_story_lists_a_clusters_items_oldest_first(tmp_path: Path) -> None:
+    """``story=`` keeps one cluster's items: with no query words oldest first, with words by relevance."""
+    first = make_item(1, "Brigade post on Bakhmut", published=DAY)
+    repost = make_item(2, "Repost: brigade post on Bakhmut", published=DAY + timedelta(hours=2), channel="media")
+    other = make_item(3, "Another story on Bakhmut", published=DAY + timedelta(hours=1))
+    first.cluster_id = repost.cluster_id = "ec6fc66d18be8344"
+    other.cluster_id = "0d2d993e16ba72e0"
+    archive_dir = archive_items(tmp_path, [repost, other, first])
+    assert [h.id for h in search(archive_dir, "", story="ec6fc66d18be8344")] == [first.id, repost.id]
+    assert [h.id for h in search(archive_dir, "repost", story="ec6fc66d18be8344")] == [repost.id]
+    assert search(archive_dir, "", story="unknown") == []
+    assert {h.id for h in search(archive_dir, "Bakhmut")} == {first.id, repost.id, other.id}
+
+
 def test_search_finds_uk_ru_en_words_and_case_forms(multilingual: Path) -> None:
     """Cyrillic is case-insensitive, a bare word finds its uk/ru case forms, quotes are exact, * is a prefix."""
     # Бахмут, Бахмуті, Бахмута, and the transliteration Bakhmut

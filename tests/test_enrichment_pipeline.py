@@ -57,6 +57,10 @@ async def test_corpus_items_carry_places_clusters_and_land_in_the_archive(
     assert any(hit["lang"] == "uk" for hit in hits)  # the uk article says "Бахмута": a case form
     near = cli(config, "search", "power", "--place", "Kharkiv", "--json")
     assert [hit["id"] for hit in json.loads(near.stdout)] == [kharkiv.id]
+    story = items[0].cluster_id
+    members = cli(config, "search", "", "--story", story or "", "--json")
+    assert members.returncode == 0, members.stderr
+    assert [hit["id"] for hit in json.loads(members.stdout)] == [i.id for i in items if i.cluster_id == story]
 
     geojson = tmp_path / "items.geojson"
     exported = cli(config, "export", "--format", "geojson", "--output", str(geojson))

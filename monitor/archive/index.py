@@ -106,6 +106,7 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_ts ON items(ts);
 CREATE INDEX IF NOT EXISTS items_collected ON items(collected_ts);
 CREATE INDEX IF NOT EXISTS items_channel ON items(channel COLLATE NOCASE);
+CREATE INDEX IF NOT EXISTS items_cluster ON items(cluster_id) WHERE cluster_id IS NOT NULL;
 CREATE VIRTUAL TABLE IF NOT EXISTS items_fts USING fts5(
     title, text, places,
     content='items', content_rowid='rowid',
@@ -642,8 +643,10 @@ class ArchiveIndex:
         channel: str | Sequence[str] | None = None,
         limit: int = 20,
         time_field: TimeField = "published",
+        story: str | None = None,
     ) -> list[SearchHit]:
-        """Best matches first (bm25); with no words in ``query``, the newest items that pass the filters."""
+        """Best matches first (bm25); with no words in ``query``, the newest items that pass the filters
+        (with ``story``, a story cluster's posts: oldest, the first seen, first)."""
         text_match = build_match(query)
         place_match = build_place_match(_as_list(place))
         match = " AND ".join(m for m in (text_match, place_match) if m) or None
@@ -664,6 +667,9 @@ class ArchiveIndex:
         if channels:
             where.append(f"i.channel COLLATE NOCASE IN ({','.join('?' * len(channels))})")
             params += channels
+        if story:
+            where.append("i.cluster_id = ?")
+            params.append(story.strip())
         limit = max(1, min(int(limit), MAX_LIMIT))
         columns = (
             "i.id, i.source, i.channel, i.published_ts, i.collected_ts, i.lang, i.title, i.url, i.cluster_id, "
@@ -682,7 +688,7 @@ class ArchiveIndex:
         else:
             sql = (
                 f"SELECT {columns}, substr(i.text, 1, 400), NULL AS score FROM items i "
-                f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY i.ts DESC LIMIT ?"
+                f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY i.ts {'ASC' if story else 'DESC'} LIMIT ?"
             )
             args = [*params, limit]
         with self._lock:
@@ -876,13 +882,15 @@ def search(
     channel: str | Sequence[str] | None = None,
     limit: int = 20,
     time_field: TimeField = "published",
+    story: str | None = None,
 ) -> list[SearchHit]:
     """Search the archive's index (see the module docstring for the query syntax).
 
     ``since`` is inclusive and ``until`` exclusive, on ``published_at`` (``collected_at`` when an item
     has none) or, with ``time_field="collected"``, on ``collected_at``. ``place`` takes names (case
     forms included) or gazetteer ids (``geonames:706448``); several mean any of them. ``source`` and
-    ``channel`` (case-insensitive, ``@`` optional) take one value or several.
+    ``channel`` (case-insensitive, ``@`` optional) take one value or several. ``story`` keeps a story
+    cluster's items (``Item.cluster_id``); with no query words they come oldest first.
     """
     with open_index(archive_dir) as index:
         return index.search(
@@ -894,4 +902,5 @@ def search(
             channel=channel,
             limit=limit,
             time_field=time_field,
+            story=story,
         )
