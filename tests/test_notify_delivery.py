@@ -494,3 +494,20 @@ async def test_per_cluster_alert_says_how_often_the_story_was_reposted(
     assert await dispatcher.step() == 1
     [sent] = receiver.delivered()
     assert "Same story: 29 more post(s) across channels so far" in sent.payload["message"]
+    assert "first telegram:1:0 at 1970-01-01T00:00:00Z" in sent.payload["message"]  # the earliest member
+
+
+async def test_the_first_post_of_a_story_does_not_name_itself(
+    redis_client: aioredis.Redis, keys: Keys, receiver: NotifyReceiver
+) -> None:
+    """When the alert's own item is the story's first post, the message counts the others but names no first."""
+    clock = Clock()
+    dispatcher = dispatcher_for(redis_client, keys, webhook_sink(receiver, template="full"), clock)
+    alert = make_alert(9)
+    alert.cluster_id = "story2"
+    await redis_client.zadd(keys.cluster_members("story2"), {alert.item_id: 1, "x:42": 2, "telegram:7:1": 3})
+    await queue(redis_client, dispatcher.outbox, [alert], clock.now)
+    assert await dispatcher.step() == 1
+    [sent] = receiver.delivered()
+    assert "Story:     2 more post(s) of the same story so far (cluster story2)" in sent.payload["message"]
+    assert "First:" not in sent.payload["message"]

@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 import msgspec
@@ -25,7 +26,7 @@ from redis.exceptions import RedisError
 from monitor.metrics import Metrics
 from monitor.notify.apprise_sink import DeliveryError, TemplateKind
 from monitor.notify.outbox import Claimed, Outbox, RetryPolicy
-from monitor.notify.templates import SEVERITY_RANK, Message, Templates
+from monitor.notify.templates import SEVERITY_RANK, Message, Story, Templates
 from monitor.schema import Alert, Severity, decode
 
 log = structlog.get_logger(__name__)
@@ -177,8 +178,8 @@ class SinkDispatcher:
             log.error("notification dropped to the dead stream", sink=self.sink.name, error=error)
         return units
 
-    async def _reposts(self, alerts: list[Alert]) -> dict[str, int]:
-        """For alerts of per-cluster rules: how many other posts their story cluster has so far."""
+    async def _stories(self, alerts: list[Alert]) -> dict[str, Story]:
+        """For alerts with a story cluster: how many other posts it has so far, and its first post."""
         clusters = sorted({a.cluster_id for a in alerts if a.cluster_id})
         if not clusters:
             return {}
@@ -186,26 +187,36 @@ class SinkDispatcher:
         pipe = self.outbox.redis.pipeline(transaction=False)
         for cluster in clusters:
             pipe.zcard(keys.cluster_members(cluster))
-        sizes = await pipe.execute()
-        return {cluster: max(0, int(size) - 1) for cluster, size in zip(clusters, sizes, strict=True)}
+            pipe.zrange(keys.cluster_members(cluster), 0, 0, withscores=True)
+        replies = await pipe.execute()
+        stories: dict[str, Story] = {}
+        for index, cluster in enumerate(clusters):
+            size, first = int(replies[2 * index]), replies[2 * index + 1]
+            if not first:
+                stories[cluster] = Story(max(0, size - 1))
+                continue
+            member, score = first[0]
+            item_id = member.decode() if isinstance(member, bytes) else str(member)
+            stories[cluster] = Story(max(0, size - 1), item_id, datetime.fromtimestamp(float(score), UTC))
+        return stories
 
-    def _render(self, unit: _Unit, reposts: dict[str, int]) -> Message:
+    def _render(self, unit: _Unit, stories: dict[str, Story]) -> Message:
         if len(unit.alerts) == 1:
-            return self.templates.render(unit.alerts[0], self.sink.kind, reposts)
-        return self.templates.render_digest(unit.alerts, self.sink.kind, reposts)
+            return self.templates.render(unit.alerts[0], self.sink.kind, stories)
+        return self.templates.render_digest(unit.alerts, self.sink.kind, stories)
 
     async def _deliver(self, unit: _Unit) -> None:
         """Send one message and record the outcome for every alert in it."""
         error: str | None = None
         severity: Severity = max((a.severity for a in unit.alerts), key=SEVERITY_RANK.__getitem__)
         try:
-            reposts = await self._reposts(unit.alerts)
+            stories = await self._stories(unit.alerts)
         except (RedisError, OSError):
-            reposts = {}  # the count is a nicety; never fail a delivery for it
+            stories = {}  # the story is a nicety; never fail a delivery for it
         async with self._semaphore:
             started = time.perf_counter()
             try:
-                message = self._render(unit, reposts)
+                message = self._render(unit, stories)
                 await self.sink.send(message.title, message.body, severity)
             except DeliveryError as exc:
                 error = str(exc)

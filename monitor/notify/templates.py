@@ -40,11 +40,25 @@ def _environment() -> SandboxedEnvironment:
     )
 
 
-def alert_context(alert: Alert, reposts: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """The variables one alert gives a template (``reposts``: other posts of its story cluster so far)."""
+@dataclass(frozen=True, slots=True)
+class Story:
+    """What the notifier knows of an alert's story cluster: how many other posts it has so far, and the
+    first of them (the earliest by publication time: item id and time)."""
+
+    reposts: int
+    first_item: str | None = None
+    first_at: datetime | None = None
+
+
+def alert_context(alert: Alert, stories: Mapping[str, Story] | None = None) -> dict[str, Any]:
+    """The variables one alert gives a template (``stories``: what is known of story clusters, by id)."""
+    story = (stories or {}).get(alert.cluster_id or "")
+    first = story.first_item if story is not None and story.first_item != alert.item_id else None
     return {
         "cluster_id": alert.cluster_id,
-        "reposts": (reposts or {}).get(alert.cluster_id or "", 0),
+        "reposts": story.reposts if story is not None else 0,
+        "story_first": first,  # the story's first post, when it is another one than this alert's
+        "story_first_at": _iso(story.first_at) if first and story is not None and story.first_at else None,
         "alert_id": alert.alert_id,
         "rule": alert.rule,
         "severity": alert.severity,
@@ -99,9 +113,9 @@ def _entity_context(entities: Entities | None) -> dict[str, Any]:
     }
 
 
-def digest_context(alerts: list[Alert], reposts: Mapping[str, int] | None = None) -> dict[str, Any]:
+def digest_context(alerts: list[Alert], stories: Mapping[str, Story] | None = None) -> dict[str, Any]:
     """The variables a digest of several alerts gives a template."""
-    contexts = [alert_context(a, reposts) for a in alerts]
+    contexts = [alert_context(a, stories) for a in alerts]
     return {
         "alerts": contexts,
         "count": len(alerts),
@@ -145,16 +159,16 @@ class Templates:
         """Load the template files config.yaml names (a TemplateError or OSError when one is bad)."""
         return cls(_sources(notify))
 
-    def render(self, alert: Alert, kind: TemplateKind, reposts: Mapping[str, int] | None = None) -> Message:
+    def render(self, alert: Alert, kind: TemplateKind, stories: Mapping[str, Story] | None = None) -> Message:
         """Title and body for one alert."""
-        context = alert_context(alert, reposts)
+        context = alert_context(alert, stories)
         return Message(_line(self._compiled["title"].render(context)), self._compiled[kind].render(context).strip())
 
     def render_digest(
-        self, alerts: list[Alert], kind: TemplateKind, reposts: Mapping[str, int] | None = None
+        self, alerts: list[Alert], kind: TemplateKind, stories: Mapping[str, Story] | None = None
     ) -> Message:
         """Title and body for a digest of several alerts."""
-        context = digest_context(alerts, reposts)
+        context = digest_context(alerts, stories)
         body = self._compiled[f"digest_{kind}"].render(context).strip()
         return Message(_line(self._compiled["digest_title"].render(context)), body)
 
