@@ -384,13 +384,15 @@ class ReferencePlaces(PlaceExtractor):
             mention = self._reference_filter(text, pid, start, stop, first, last)
             if mention is not None:
                 found.append(mention)
-        if len(found) < 2:
-            return found
         found.sort(key=lambda m: (m.first, m.first - m.last))
         chosen: list[Any] = []
         for mention in found:
             if not chosen or mention.first > chosen[-1].last:
                 chosen.append(mention)
+        # The oblast readings are semantics, not a fast path: the reference applies the real ones.
+        self._english_oblast_readings(text, chosen)
+        regions = [m for m in chosen if len(m.candidates) == 1 and not self._is_place[m.candidates[0]]]
+        chosen = self._coordinated_oblasts(text, chosen, regions) if regions else chosen
         regions = [m for m in chosen if len(m.candidates) == 1 and not self._is_place[m.candidates[0]]]
         for mention in chosen:
             near = [

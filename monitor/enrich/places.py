@@ -153,6 +153,15 @@ _COORDINATED = re.compile(
 )
 _LAST_WORD = re.compile(r"\w+$")
 _EN_SINGULAR_NOUNS = frozenset({"oblast", "region", "province"})
+# English contexts in which an oblast centre's name means the oblast (see _english_oblast_readings).
+_EN_TOWN_AFTER = re.compile(r"\s+(?:town|village|settlement|hamlet)s?\b", re.IGNORECASE)
+_EN_WHOLE_BEFORE = re.compile(r"\b(?:the\s+whole\s+of|all\s+of|the\s+entire)\s+$", re.IGNORECASE)
+_EN_REGIONS_BEFORE = re.compile(
+    r"\b(?:regions?|oblasts?|provinces?)\s*[-–—(\[]?\s*"
+    r"(?:(?:composed|made\s+up|consisting)\s+of|including|along\s+with|such\s+as|like|namely|of)\s+$",
+    re.IGNORECASE,
+)
+_EN_LIST_GAP = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+", re.IGNORECASE)
 MAX_LISTED_OBLASTS = 30  # names followed back from one oblast noun (Ukraine has 24 oblasts)
 
 
@@ -198,6 +207,12 @@ class PlaceExtractor:
                 for ref in self._refs[pid]:
                     if self.entries[ref >> FLAG_BITS].kind == "oblast":
                         self._oblast_heads.setdefault(head, ref >> FLAG_BITS)
+        # A place whose English name is an oblast's (the city of Donetsk) -> that oblast.
+        self._capital_oblast: dict[int, int] = {
+            index: oblast
+            for index, entry in enumerate(self.entries)
+            if entry.kind == "place" and (oblast := self._oblast_heads.get(fold_term(entry.name))) is not None
+        }
         self._automaton = ahocorasick.Automaton()
         for pid, pattern in enumerate(self._patterns):
             self._automaton.add_word(f" {pattern} ", pid)
@@ -355,6 +370,9 @@ class PlaceExtractor:
             for mention in found:  # leftmost-longest, no overlaps
                 if not chosen or mention.first > chosen[-1].last:
                     chosen.append(mention)
+        capital_of = self._capital_oblast
+        if not capital_of.keys().isdisjoint(index for m in chosen for index in m.candidates):
+            self._english_oblast_readings(text, chosen)
         regions = [m for m in chosen if len(m.candidates) == 1 and not self._is_place[m.candidates[0]]]
         if not regions:
             return chosen
@@ -376,6 +394,37 @@ class PlaceExtractor:
             if near:
                 mention.oblasts = frozenset(near)
         return chosen
+
+    def _english_oblast_readings(self, text: str, chosen: list[_Mention]) -> None:
+        """English phrases where an oblast centre's bare name means the oblast: "the Donetsk town",
+        "the whole of Donetsk", and names listed right after "regions" ("the four regions - along with
+        Luhansk, Kherson, and Zaporizhzhia", "the Donbas region [composed of Donetsk and Luhansk]")."""
+        oblast_of = [self._oblast_for(mention, text) for mention in chosen]
+        for position, mention in enumerate(chosen):
+            oblast = oblast_of[position]
+            if oblast is None:
+                continue
+            if _EN_TOWN_AFTER.match(text, mention.end) or _EN_WHOLE_BEFORE.search(
+                text, max(0, mention.start - 20), mention.start
+            ):
+                mention.candidates, mention.weak = (oblast,), False
+                continue
+            if not _EN_REGIONS_BEFORE.search(text, max(0, mention.start - 60), mention.start):
+                continue
+            # The list that starts here: names joined by commas and "and", each an oblast centre's name.
+            listed = [(mention, oblast)]
+            for following, following_oblast in zip(chosen[position + 1 :], oblast_of[position + 1 :], strict=True):
+                if following_oblast is None or not _EN_LIST_GAP.fullmatch(text, listed[-1][0].end, following.start):
+                    break
+                listed.append((following, following_oblast))
+            for member, member_oblast in listed:
+                member.candidates, member.weak = (member_oblast,), False
+
+    def _oblast_for(self, mention: _Mention, text: str) -> int | None:
+        """The oblast whose centre an English mention may name (its first such candidate), else None."""
+        capital_of = self._capital_oblast
+        oblast = next((capital_of[index] for index in mention.candidates if index in capital_of), None)
+        return oblast if oblast is not None and text[mention.start : mention.end].isascii() else None
 
     def _coordinated_oblasts(self, text: str, chosen: list[_Mention], regions: list[_Mention]) -> list[_Mention]:
         """Oblasts listed before one oblast noun ("the Bryansk and Kursk regions", "Харківської та Сумської
