@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import structlog
 
-from monitor.schema import Entities, Person, Place, Quantity, Unit
+from monitor.schema import Entities, Person, Place, Unit
 
 if TYPE_CHECKING:
     from monitor.alerting.matcher import CompiledRules, RuleMatch
@@ -303,22 +303,21 @@ class Enricher:
                     views[n] = MatchView(text, self._index)
                 except Exception as exc:  # noqa: BLE001 - one text's failure is its own, not the batch's
                     failed[n] = exc
-        found_places: list[list[Place]] = [[] for _ in range(count)]
-        for n, text in enumerate(texts):
-            if failed[n] is None:
-                try:
-                    found_places[n] = self._places(text, channels[n], views[n] if places_take else None)
-                except Exception as exc:  # noqa: BLE001 - see above
-                    failed[n] = exc
-        found_units = self._each(texts, failed, views if units_take else None, self.units.extract)
-        found_people = self._each(texts, failed, views if people_take else None, self.people.extract)
-        found_quantities: list[list[Quantity]] = [[] for _ in range(count)]
-        for n, text in enumerate(texts):
-            if failed[n] is None:
-                try:
-                    found_quantities[n] = extract_quantities(text, langs[n], view=views[n])
-                except Exception as exc:  # noqa: BLE001 - see above
-                    failed[n] = exc
+        found_places = self._each(
+            texts, failed, lambda n, text: self._places(text, channels[n], views[n] if places_take else None)
+        )
+        units, people = self.units, self.people
+        found_units = self._each(
+            texts,
+            failed,
+            lambda n, text: units.extract(text, view=views[n]) if units_take else units.extract(text),  # type: ignore[call-arg]
+        )
+        found_people = self._each(
+            texts,
+            failed,
+            lambda n, text: people.extract(text, view=views[n]) if people_take else people.extract(text),  # type: ignore[call-arg]
+        )
+        found_quantities = self._each(texts, failed, lambda n, text: extract_quantities(text, langs[n], view=views[n]))
         return [
             failure
             if (failure := failed[n]) is not None
@@ -346,17 +345,15 @@ class Enricher:
 
     @staticmethod
     def _each(
-        texts: Sequence[str],
-        failed: list[Exception | None],
-        views: Sequence[MatchView | None] | None,
-        extract: Callable[..., list[_Found]],
+        texts: Sequence[str], failed: list[Exception | None], extract: Callable[[int, str], list[_Found]]
     ) -> list[list[_Found]]:
-        """``extract(text)`` (given its view when ``views``) for each text not failed yet; failures noted."""
+        """``extract(n, texts[n])`` for each text not failed yet (empty for the others); a failure is noted
+        in ``failed`` and is that text's alone."""
         out: list[list[_Found]] = [[] for _ in texts]
         for n, text in enumerate(texts):
             if failed[n] is None:
                 try:
-                    out[n] = extract(text, view=views[n]) if views is not None else extract(text)
-                except Exception as exc:  # noqa: BLE001 - see enrich_many
+                    out[n] = extract(n, text)
+                except Exception as exc:  # noqa: BLE001 - one text's failure is its own, not the batch's
                     failed[n] = exc
         return out
