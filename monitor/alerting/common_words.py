@@ -11,20 +11,13 @@ so place names are judged the same way in alerting and in entity extraction.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
-
-import yaml
-
-from monitor.alerting.matcher import fold_term
-
-DATA_FILE = Path(__file__).resolve().parents[1] / "enrich" / "data" / "places_extra.yaml"
 
 
 @functools.cache
-def common_words(path: Path = DATA_FILE) -> frozenset[str]:
-    """The folded everyday words that names may be (read once per process; ~30 ms)."""
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
-    words = {fold_term(str(word)) for key in ("common_words", "common_forms") for word in data.get(key) or []}
-    words -= {fold_term(str(word)) for word in data.get("not_common") or []}
-    words.discard("")
-    return frozenset(words)
+def common_words() -> frozenset[str]:
+    """The folded everyday words that names may be (read once per process), as the gazetteer reads them:
+    ``common_words`` and ``common_forms``, less ``not_common``."""
+    from monitor.enrich.gazetteer import load_extra  # noqa: PLC0415 - only when an engine is built
+
+    extra = load_extra()
+    return frozenset((extra.common_words | extra.common_forms) - extra.not_common - {""})

@@ -400,7 +400,9 @@ class Extra:
 
 def load_extra(path: Path = EXTRA_FILE) -> Extra:
     """Read the curated table."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    # libyaml's loader when PyYAML has it: the same data, five times faster than the pure-Python one.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
 
     def words(key: str) -> frozenset[str]:
         return frozenset(fold_term(str(w)) for w in data.get(key) or [])
