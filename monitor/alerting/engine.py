@@ -8,7 +8,8 @@ one item (or one story).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar
 
 import msgspec
 
@@ -53,28 +54,24 @@ def entity_summary(entities: Entities) -> Entities | None:
     a place without the other places its name could mean) and each distinct claim; None when empty."""
     if not (entities.places or entities.units or entities.people or entities.quantities):
         return None
-    places: dict[str, Place] = {}
-    for place in sorted(entities.places, key=_start):
-        places.setdefault(place.id or place.name, place)
-    units: dict[str, Unit] = {}
-    for unit in sorted(entities.units, key=_start):
-        units.setdefault(unit.id, unit)
-    people: dict[str, Person] = {}
-    for person in sorted(entities.people, key=_start):
-        people.setdefault(person.id, person)
-    claims: dict[tuple[str, float, str], Quantity] = {}
-    for claim in sorted(entities.quantities, key=_start):
-        claims.setdefault((claim.kind, claim.value, claim.unit), claim)
+    places = _first_of_each(entities.places, lambda place: place.id or place.name)
     return Entities(
-        places=[msgspec.structs.replace(p, candidates=[]) if p.candidates else p for p in places.values()],
-        units=list(units.values()),
-        people=list(people.values()),
-        quantities=list(claims.values()),
+        places=[msgspec.structs.replace(p, candidates=[]) if p.candidates else p for p in places],
+        units=_first_of_each(entities.units, lambda unit: unit.id),
+        people=_first_of_each(entities.people, lambda person: person.id),
+        quantities=_first_of_each(entities.quantities, lambda claim: (claim.kind, claim.value, claim.unit)),
     )
 
 
-def _start(entity: Place | Unit | Person | Quantity) -> int:
-    return entity.start
+_Entity = TypeVar("_Entity", Place, Unit, Person, Quantity)
+
+
+def _first_of_each(entities: Sequence[_Entity], key: Callable[[_Entity], Hashable]) -> list[_Entity]:
+    """The earliest mention (by span) of each distinct ``key``, in text order."""
+    first: dict[Hashable, _Entity] = {}
+    for entity in sorted(entities, key=lambda found: found.start):
+        first.setdefault(key(entity), entity)
+    return list(first.values())
 
 
 class AlertEngine:
