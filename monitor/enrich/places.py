@@ -370,9 +370,7 @@ class PlaceExtractor:
             for mention in found:  # leftmost-longest, no overlaps
                 if not chosen or mention.first > chosen[-1].last:
                     chosen.append(mention)
-        capital_of = self._capital_oblast
-        if not capital_of.keys().isdisjoint(index for m in chosen for index in m.candidates):
-            self._english_oblast_readings(text, chosen)
+        self._english_oblast_readings(text, chosen)
         regions = [m for m in chosen if len(m.candidates) == 1 and not self._is_place[m.candidates[0]]]
         if not regions:
             return chosen
@@ -399,6 +397,8 @@ class PlaceExtractor:
         """English phrases where an oblast centre's bare name means the oblast: "the Donetsk town",
         "the whole of Donetsk", and names listed right after "regions" ("the four regions - along with
         Luhansk, Kherson, and Zaporizhzhia", "the Donbas region [composed of Donetsk and Luhansk]")."""
+        if self._capital_oblast.keys().isdisjoint(index for m in chosen for index in m.candidates):
+            return  # no oblast centre among the candidates (nearly every text): nothing to read
         oblast_of = [self._oblast_for(mention, text) for mention in chosen]
         for position, mention in enumerate(chosen):
             oblast = oblast_of[position]
