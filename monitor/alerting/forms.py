@@ -430,11 +430,9 @@ def _inflect_ru_list(word: str) -> list[str]:
     forms: list[str] = [w]
     if w.endswith("ия"):
         forms += _with(w[:-2], "ии ию ией иею")
-    elif w.endswith("ая") and len(w) >= 5:
-        # A feminine adjective (Кременная, Великая in Великая Новоселка): declined as one, not as a noun.
-        forms += _with(w[:-2], "ой ую ою")
-    elif w.endswith("яя") and len(w) >= 5:
-        forms += _with(w[:-2], "ей юю ею")  # Верхняя
+    elif w.endswith(("ая", "яя")) and len(w) >= 5:
+        # A feminine adjective (Кременная, Великая in Великая Новоселка, Верхняя): declined as one.
+        forms += adjective_forms(w, uk=False, ru=True)[1:]
     elif last == "я":
         forms += _with(stem, "и е ю ей ею ям ях")
     elif last == "а":
@@ -508,13 +506,6 @@ def adjective_forms(word: str, *, uk: bool, ru: bool) -> list[str]:
                 forms += [stem + e for e in endings.split()]
                 break
     return list(dict.fromkeys(f for f in forms if len(f) >= 3))
-
-
-# Endings of the adjectives that open several-word names (Новая Каховка: ru; Нова Каховка: uk).
-RU_ADJECTIVE_ENDINGS = ("ая", "яя", "ый", "ое", "ее", "ые", "ой")
-UK_ADJECTIVE_ENDINGS = (
-    "ька", "ська", "на", "ла", "ра", "ва", "ка", "ня", "не", "ве", "ке", "ле", "ре", "ні", "ві", "кі",
-)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- expansion

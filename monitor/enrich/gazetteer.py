@@ -80,8 +80,6 @@ import yaml
 from monitor.alerting import forms as _forms
 from monitor.alerting import matcher as _matcher
 from monitor.alerting.forms import (
-    RU_ADJECTIVE_ENDINGS,
-    UK_ADJECTIVE_ENDINGS,
     adjective_forms,
     expand_term,
     inflect_ru,
@@ -311,15 +309,22 @@ def _piece_options(piece: str, *, decline: bool, adjective: bool, uk: bool, ru: 
     return _noun_forms(folded, uk=uk, ru=ru)
 
 
+# Endings of the adjectives that open several-word names (Новая Каховка: ru; Нова Каховка: uk).
+_RU_ADJECTIVE_ENDINGS = ("ая", "яя", "ый", "ое", "ее", "ые", "ой")
+_UK_ADJECTIVE_ENDINGS = (
+    "ька", "ська", "на", "ла", "ра", "ва", "ка", "ня", "не", "ве", "ке", "ле", "ре", "ні", "ві", "кі",
+)  # fmt: skip
+
+
 def _phrase_languages(name: str) -> tuple[bool, bool]:
     """Which suffix models apply: the letters, else the adjective endings (Новая: ru; Нова: uk)."""
     letters = set(name.lower())
     uk, ru = not letters & _RU_ONLY, not letters & _UK_ONLY
     if uk and ru:
         leading = [w.lower() for w in name.split()[:-1]]
-        if any(w.endswith(RU_ADJECTIVE_ENDINGS) for w in leading):
+        if any(w.endswith(_RU_ADJECTIVE_ENDINGS) for w in leading):
             uk = False
-        elif any(w.endswith(UK_ADJECTIVE_ENDINGS) for w in leading):
+        elif any(w.endswith(_UK_ADJECTIVE_ENDINGS) for w in leading):
             ru = False
     return uk, ru
 
